@@ -1,0 +1,3 @@
+"""wasmlet: serverless WebAssembly, Spin-compatible."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,350 @@
+"""The `wasmlet` command line: `up`, `build`, `new`, `lock`.
+
+Every user-facing error is one line on stderr (`Error: …`) and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings, default_cache_dir, parse_size
+from .errors import WasmletError
+
+log = logging.getLogger("wasmlet")
+
+UP_EPILOG = """\
+examples:
+  wasmlet up                          serve ./spin.toml on http://127.0.0.1:3000
+  wasmlet up -f examples/hello        serve the app in a directory
+  wasmlet up --listen 0.0.0.0:8080 --workers 2
+  wasmlet up --variable api_key=s3cr3t --env RUST_LOG=debug
+
+environment:
+  SPIN_HTTP_LISTEN_ADDR      default for --listen
+  SPIN_MAX_INSTANCE_MEMORY   default for --max-instance-memory
+  SPIN_VARIABLE_<NAME>       value of application variable <name>
+  WASMLET_CACHE_DIR          where compiled modules are cached (default ~/.cache/wasmlet)
+"""
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text.removesuffix("s"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the timeout cannot be negative")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except WasmletError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wasmlet",
+        description="Run Spin-compatible WebAssembly apps as serverless functions: "
+        "a fresh sandboxed instance per request.",
+    )
+    parser.add_argument("--version", action="version", version=f"wasmlet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser(
+        "up",
+        help="serve an app (spin.toml) over HTTP",
+        description="Serve a Spin app over HTTP on this machine (no cluster, no services).",
+        epilog=UP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    up.add_argument(
+        "-f",
+        "--from",
+        dest="app",
+        default=".",
+        metavar="APP",
+        help="spin.toml, a directory containing one, or a locked app .json "
+        "(default: current directory)",
+    )
+    up.add_argument(
+        "--listen",
+        default=os.environ.get("SPIN_HTTP_LISTEN_ADDR", "127.0.0.1:3000"),
+        metavar="ADDR",
+        help="address to listen on (default: %(default)s)",
+    )
+    up.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (default: 1)",
+    )
+    up.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="Wasm threads per worker (default: 4 per core, at least 8)",
+    )
+    up.add_argument(
+        "--runtime-config-file",
+        type=Path,
+        metavar="FILE",
+        help="runtime configuration TOML (state_dir, max_instance_memory, stores, …)",
+    )
+    up.add_argument(
+        "-e",
+        "--env",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment variable for every component",
+    )
+    up.add_argument(
+        "--variable",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set an application variable",
+    )
+    up.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help="stop a request's guest after this long and answer 500; 0 = never "
+        "(default: %(default)s)",
+    )
+    up.add_argument(
+        "--max-instance-memory",
+        type=_size,
+        default=os.environ.get("SPIN_MAX_INSTANCE_MEMORY"),
+        metavar="SIZE",
+        help="linear memory limit per instance, e.g. 64Mi (default: unlimited)",
+    )
+    up.add_argument(
+        "--max-body-size",
+        type=_size,
+        default="100Mi",
+        metavar="SIZE",
+        help="largest request body accepted; larger gets 413 (default: 100Mi)",
+    )
+    up.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the app keeps state (default: .spin next to spin.toml)",
+    )
+    up.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        metavar="DIR",
+        help="compile cache directory (default: %(default)s)",
+    )
+    up.add_argument("--no-cache", action="store_true", help="do not use the compile cache")
+    up.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="(default: info)",
+    )
+    up.set_defaults(func=cmd_up)
+
+    build = sub.add_parser(
+        "build",
+        help="run each component's build command",
+        description="Run the [component.*.build] command of each component, in its workdir.",
+    )
+    build.add_argument(
+        "-f",
+        "--from",
+        dest="app",
+        default=".",
+        metavar="APP",
+        help="spin.toml or a directory containing one (default: .)",
+    )
+    build.add_argument(
+        "-c",
+        "--component-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="build only this component (repeatable)",
+    )
+    build.add_argument("--up", action="store_true", help="run `wasmlet up` after building")
+    build.set_defaults(func=cmd_build)
+
+    new = sub.add_parser(
+        "new",
+        help="create a new app from a template",
+        description="Create a new app from a template.",
+    )
+    new.add_argument("template", nargs="?", help="template name (see --list)")
+    new.add_argument("name", nargs="?", help="app name, kebab-case (e.g. my-app)")
+    new.add_argument(
+        "-o", "--output", type=Path, metavar="DIR", help="directory to create (default: ./NAME)"
+    )
+    new.add_argument("--list", action="store_true", help="list the templates")
+    new.set_defaults(func=cmd_new)
+
+    lock = sub.add_parser(
+        "lock",
+        help="print the locked app JSON of a spin.toml",
+        description="Resolve a spin.toml into the locked app (Spin's LockedApp JSON) and print it.",
+    )
+    lock.add_argument("-f", "--from", dest="app", default=".", metavar="APP")
+    lock.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
+    lock.set_defaults(func=cmd_lock)
+    return parser
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _load(app_arg: str):  # type: ignore[no-untyped-def]
+    """Load a locked app from spin.toml / a directory / a locked .json; also its home dir."""
+    from .loader import load_app
+    from .locked import LockedApp
+
+    path = Path(app_arg)
+    if path.suffix == ".json" and path.is_file():
+        return LockedApp.read(path), path.resolve().parent
+    if not path.exists():
+        raise WasmletError(f"{app_arg}: no such file or directory")
+    app = load_app(path)
+    return app, (path if path.is_dir() else path.parent).resolve()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .runtime_config import apply_cli_overrides, load_runtime_config
+    from .trigger.http.server import ServeOptions, serve
+
+    configure_logging(args.log_level)
+    app, home = _load(args.app)
+    rc = load_runtime_config(args.runtime_config_file, home)
+    app = apply_cli_overrides(app, env=dict(args.env))
+    _check_variables(app, home, dict(args.variable))
+    state_dir = args.state_dir or rc.state_dir or home / ".spin"
+    memory = args.max_instance_memory
+    if isinstance(memory, str):  # from SPIN_MAX_INSTANCE_MEMORY
+        memory = _size(memory)
+    opts = ServeOptions(
+        listen=args.listen,
+        workers=args.workers,
+        threads=args.threads,
+        max_body=args.max_body_size
+        if isinstance(args.max_body_size, int)
+        else parse_size(args.max_body_size),
+        state_dir=state_dir,
+        engine=EngineSettings(
+            request_timeout=args.request_timeout,
+            max_instance_memory=memory if memory is not None else rc.max_instance_memory,
+            cache_dir=None if args.no_cache else args.cache_dir,
+        ),
+        log_level=args.log_level,
+    )
+    serve(app, opts)
+    return 0
+
+
+def _check_variables(app, home: Path, overrides: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """Fail at startup, like Spin, when a required variable has no value."""
+    from .variables import VariableResolver
+
+    resolver = VariableResolver(
+        app, overrides=overrides, environ=os.environ, dotenv_path=home / ".env"
+    )
+    resolver.resolve_app()
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import build_app
+
+    build_app(Path(args.app), only=args.component_id)
+    if args.up:
+        return cmd_up(build_parser().parse_args(["up", "-f", args.app]))
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from .scaffold import list_templates, new_project
+
+    if args.list or not args.template:
+        print("Templates:")
+        for name in list_templates():
+            print(f"  {name}")
+        if not args.list:
+            print("\nusage: wasmlet new TEMPLATE NAME")
+        return 0 if args.list else 2
+    if not args.name:
+        raise WasmletError("missing app NAME: wasmlet new TEMPLATE NAME")
+    dest = args.output or Path(args.name)
+    project = new_project(args.template, args.name, dest)
+    print(f"Created {args.name} from template {args.template} in {project}")
+    print(f"Next: cd {project} && wasmlet build --up")
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    app, _ = _load(args.app)
+    if args.output:
+        app.write(args.output)
+    else:
+        print(app.to_json())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except WasmletError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `wasmlet lock | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The process-wide wasmtime engine: configuration, compile cache, deadlines and limits.
+
+One `WasmEngine` per process. It owns the wasmtime `Engine` (pooling allocator, epoch
+interruption), a background thread that advances the epoch so that a request past its deadline
+traps, and an on-disk cache of precompiled modules so that a restart does not recompile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import platform
+import re
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from importlib.metadata import version as dist_version
+from pathlib import Path
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from .errors import EngineError, WasmletError
+
+log = logging.getLogger("wasmlet.engine")
+
+EPOCH_TICK_SECONDS = 0.01
+DEFAULT_REQUEST_TIMEOUT = 30.0
+WASMTIME_VERSION = dist_version("wasmtime")
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(?:i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Parse `128Mi`, `64MB`, `1g`, `65536` (bytes) into a number of bytes."""
+    m = _SIZE_RE.match(text)
+    if m is None:
+        raise WasmletError(f"invalid size {text!r}: use bytes or a suffix such as 64Mi or 1Gi")
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("WASMLET_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wasmlet"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a process's engine is configured with (from the CLI and runtime config)."""
+
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds; 0 = no deadline
+    max_instance_memory: int | None = None  # bytes of linear memory per instance
+    pooling: bool = True
+    pool_instances: int = 256  # concurrent instances the pooling allocator holds
+    cache_dir: Path | None = field(default_factory=default_cache_dir)
+
+    def fingerprint(self) -> str:
+        """What compiled code depends on: wasmtime's version, the config, the machine."""
+        key = "|".join(
+            [
+                WASMTIME_VERSION,
+                platform.machine(),
+                "epoch=1",
+                f"pooling={int(self.pooling)}",
+                f"mem={self.max_instance_memory or 0}",
+            ]
+        )
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+class WasmEngine:
+    """The wasmtime `Engine` plus what every instance of every app shares."""
+
+    def __init__(self, settings: EngineSettings | None = None) -> None:
+        self.settings = settings or EngineSettings()
+        self.engine = wasmtime.Engine(self._config())
+        self.compiled = 0  # modules compiled by this engine (cache misses)
+        self.cache_hits = 0
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- configuration ------------------------------------------------------------------
+    def _config(self) -> wasmtime.Config:
+        cfg = wasmtime.Config()
+        cfg.epoch_interruption = True
+        cfg.cranelift_opt_level = "speed"
+        if self.settings.pooling:
+            # wasmtime-py has no wrapper for the pooling allocator; its C API does.
+            pool = ffi.wasmtime_pooling_allocation_config_new()
+            n = self.settings.pool_instances
+            ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pool, n)
+            ffi.wasmtime_pooling_allocation_config_total_memories_set(pool, n)
+            ffi.wasmtime_pooling_allocation_config_total_tables_set(pool, n)
+            ffi.wasmtime_pooling_allocation_config_total_stacks_set(pool, n)
+            ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pool, 1 << 20)
+            ffi.wasmtime_pooling_allocation_config_table_keep_resident_set(pool, 1 << 16)
+            ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)
+            ffi.wasmtime_pooling_allocation_config_delete(pool)
+        return cfg
+
+    @property
+    def deadline_ticks(self) -> int:
+        """Epoch ticks after which a running instance traps (very large when no timeout)."""
+        timeout = self.settings.request_timeout
+        if timeout <= 0:
+            return 1 << 62
+        return max(1, math.ceil(timeout / EPOCH_TICK_SECONDS)) + 1
+
+    # -- the epoch ticker ---------------------------------------------------------------
+    def start(self) -> None:
+        """Start advancing the epoch; call once the process will run guests."""
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="wasmlet-epoch", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(EPOCH_TICK_SECONDS):
+            self.engine.increment_epoch()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=1)
+            self._ticker = None
+
+    # -- modules and the compile cache ---------------------------------------------------
+    def load_module(self, wasm: bytes, digest: str, name: str = "module") -> wasmtime.Module:
+        """Compile `wasm` (whose sha256 is `digest`), or load it from the compile cache."""
+        cache = self._cache_path(digest)
+        if cache is not None:
+            module = self._load_cached(cache)
+            if module is not None:
+                self.cache_hits += 1
+                return module
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
+            raise EngineError(f"{name}: cannot compile Wasm module: {first}") from None
+        self.compiled += 1
+        if cache is not None:
+            self._store_cached(cache, bytes(module.serialize()))
+        return module
+
+    def _cache_path(self, digest: str) -> Path | None:
+        if self.settings.cache_dir is None:
+            return None
+        hexdigest = digest.removeprefix("sha256:")
+        return (
+            self.settings.cache_dir
+            / "compiled"
+            / f"{hexdigest}-{self.settings.fingerprint()}.cwasm"
+        )
+
+    def _load_cached(self, path: Path) -> wasmtime.Module | None:
+        """Load a precompiled artifact after checking its checksum; None means rebuild."""
+        try:
+            data = path.read_bytes()
+            expected = path.with_suffix(".sha256").read_text().strip()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != expected:
+            log.warning("compile cache entry %s is corrupt; recompiling", path.name)
+            return None
+        try:
+            return wasmtime.Module.deserialize_file(self.engine, str(path))
+        except wasmtime.WasmtimeError as e:
+            log.warning("compile cache entry %s unusable (%s); recompiling", path.name, e)
+            return None
+
+    def _store_cached(self, path: Path, artifact: bytes) -> None:
+        """Write the artifact and its checksum atomically; failures only cost a recompile."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for target, content in (
+                (path, artifact),
+                (path.with_suffix(".sha256"), hashlib.sha256(artifact).hexdigest().encode()),
+            ):
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(content)
+                os.replace(tmp, target)
+        except OSError as e:
+            log.warning("cannot write compile cache %s: %s", path, e)

@@ -1,0 +1,89 @@
+"""The runtime config file (`--runtime-config-file`), as Spin reads it.
+
+Top-level keys are checked (unknown keys are an error naming the key); paths are relative to
+the file. Stores, databases and variable providers are parsed here and used by the host
+capabilities that serve them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .engine import parse_size
+from .errors import RuntimeConfigError
+from .locked import LockedApp
+
+
+class _Store(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+class _Provider(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+class RuntimeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    state_dir: Path | None = None
+    log_dir: Path | None = None
+    max_instance_memory: int | None = None
+    key_value_store: dict[str, _Store] = Field(default_factory=dict)
+    sqlite_database: dict[str, _Store] = Field(default_factory=dict)
+    variables_provider: list[_Provider] = Field(default_factory=list)
+    llm_compute: dict[str, Any] | None = None
+    outbound_http: dict[str, Any] | None = None
+    outbound_networking: dict[str, Any] | None = None
+    outbound_redis: dict[str, Any] | None = None
+    outbound_pg: dict[str, Any] | None = None
+    outbound_mysql: dict[str, Any] | None = None
+    outbound_mqtt: dict[str, Any] | None = None
+
+
+def load_runtime_config(path: Path | None, home: Path) -> RuntimeConfig:
+    """Read and validate a runtime config file; no file gives the defaults."""
+    if path is None:
+        return RuntimeConfig()
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise RuntimeConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RuntimeConfigError(f"{path}: invalid TOML: {e}") from None
+    if "config_provider" in data:  # Spin's older name
+        data.setdefault("variables_provider", []).extend(data.pop("config_provider"))
+    memory = data.get("max_instance_memory")
+    if isinstance(memory, str):
+        try:
+            data["max_instance_memory"] = parse_size(memory)
+        except Exception as e:
+            raise RuntimeConfigError(f"{path}: max_instance_memory: {e}") from None
+    try:
+        config = RuntimeConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        problem = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise RuntimeConfigError(f"{path}: {where}: {problem}") from None
+    base = path.resolve().parent
+    for name in ("state_dir", "log_dir"):
+        value = getattr(config, name)
+        if value is not None and not value.is_absolute():
+            setattr(config, name, base / value)
+    return config
+
+
+def apply_cli_overrides(app: LockedApp, env: dict[str, str]) -> LockedApp:
+    """`--env K=V` sets an environment variable in every component."""
+    if not env:
+        return app
+    app = app.model_copy(deep=True)
+    for component in app.components:
+        component.env.update(env)
+    return app

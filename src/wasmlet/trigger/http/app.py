@@ -1,0 +1,212 @@
+"""The HTTP trigger as an ASGI application: route, run the component off the event loop, reply.
+
+It knows nothing about any executor's ABI: each route maps to an `HttpExecutor` (or a static
+response), built once at startup from the locked app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import ManifestError, NotSupportedError
+from ...executors._wasi_command import WasiCommand
+from ...executors.wagi import DEFAULT_ARGV, WagiExecutor
+from ...locked import LockedApp, LockedTrigger
+from ...runtime import AppRuntime
+from .router import Router
+from .types import HttpExecutor, HttpRequest, HttpResponse
+
+log = logging.getLogger("wasmlet.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+WELL_KNOWN = "/.well-known/spin/"
+DEFAULT_MAX_BODY = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StaticResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+Handler = HttpExecutor | StaticResponse
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """A route as printed at startup."""
+
+    trigger_id: str
+    component: str | None
+    route: str
+    private: bool
+
+
+def route_infos(app: LockedApp) -> list[RouteInfo]:
+    infos = []
+    for t in app.triggers_of("http"):
+        route = t.trigger_config.get("route")
+        private = isinstance(route, dict)
+        infos.append(
+            RouteInfo(
+                t.id, t.trigger_config.get("component"), "" if private else str(route), private
+            )
+        )
+    return infos
+
+
+def build_executor(runtime: AppRuntime, trigger: LockedTrigger) -> Handler:
+    """Turn one `[[trigger.http]]` into its handler."""
+    config = trigger.trigger_config
+    static = config.get("static_response")
+    if static is not None:
+        return StaticResponse(
+            int(static.get("status_code", 200)),
+            [(str(k), str(v)) for k, v in (static.get("headers") or {}).items()],
+            str(static.get("body", "")).encode(),
+        )
+    component_id = config["component"]
+    executor = config.get("executor") or {"type": "http"}
+    kind = executor.get("type", "http")
+    if kind == "wagi":
+        prepared = runtime.require_module(component_id)
+        assert prepared.module is not None
+        command = WasiCommand(
+            runtime.engine, prepared.module, f"component {component_id!r}", prepared.files_root
+        )
+        return WagiExecutor(
+            command, component_id, prepared.component.env, executor.get("argv") or DEFAULT_ARGV
+        )
+    if kind in ("http", "spin"):
+        prepared = runtime.prepare(component_id)
+        raise NotSupportedError(
+            f"trigger {trigger.id!r}: component {component_id!r} ({prepared.kind}) uses the "
+            "Spin/wasi:http executor, which is not supported yet; use executor = "
+            '{ type = "wagi" } for WASI command modules'
+        )
+    raise ManifestError(
+        "spin.toml", f"trigger {trigger.id}.executor.type", f"unknown executor {kind!r}"
+    )
+
+
+class HttpTrigger:
+    """ASGI app serving one locked app."""
+
+    def __init__(
+        self,
+        runtime: AppRuntime,
+        pool: ThreadPoolExecutor,
+        max_body: int = DEFAULT_MAX_BODY,
+        oci_image_digest: str | None = None,
+    ) -> None:
+        self.app = runtime.app
+        self.pool = pool
+        self.max_body = max_body
+        self.router: Router[Handler] = Router()
+        for trigger in self.app.triggers_of("http"):
+            route = trigger.trigger_config.get("route")
+            handler = build_executor(runtime, trigger)
+            if isinstance(route, str):  # private routes are not routable
+                self.router.add(route, handler)
+        info: dict[str, Any] = {"name": self.app.name}
+        if self.app.version is not None:
+            info["version"] = self.app.version
+        if oci_image_digest:
+            info["oci_image_digest"] = oci_image_digest
+        self._info = json.dumps(info).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        response = await self._respond(scope, receive)
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        if not any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in headers):
+            headers.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _respond(self, scope: Scope, receive: Receive) -> HttpResponse:
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1").split("?", 1)[0]
+        if path.startswith(WELL_KNOWN):
+            return self._well_known(path)
+        found = self.router.match(path)
+        if found is None:
+            return HttpResponse(404)
+        match, handler = found
+
+        body = await self._read_body(scope, receive)
+        if body is None:
+            return HttpResponse(413, [("content-type", "text/plain")], b"request body too large\n")
+        if isinstance(handler, StaticResponse):
+            return HttpResponse(handler.status, list(handler.headers), handler.body)
+
+        client = scope.get("client") or ("0.0.0.0", 0)
+        request = HttpRequest(
+            method=scope["method"],
+            path=path,
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=[
+                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]
+            ],
+            body=body,
+            client=(client[0], client[1]),
+            scheme=scope.get("scheme", "http"),
+            http_version=scope.get("http_version", "1.1"),
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.pool, handler.handle, request, match)
+        except Exception:
+            log.exception("error handling %s %s", request.method, path)
+            return HttpResponse(500)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole request body, or None when it exceeds the limit."""
+        for k, v in scope["headers"]:
+            if k.lower() == b"content-length" and v.isdigit() and int(v) > self.max_body:
+                return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _well_known(self, path: str) -> HttpResponse:
+        if path == WELL_KNOWN + "health":
+            return HttpResponse(200, [("content-type", "text/plain")], b"OK")
+        if path == WELL_KNOWN + "info":
+            return HttpResponse(200, [("content-type", "application/json")], self._info)
+        return HttpResponse(404)

@@ -1,0 +1,211 @@
+"""Serve a locked app over HTTP: bind, print the routes, run N worker processes.
+
+Each worker is an asyncio server (uvicorn, httptools parser) whose requests run Wasm on a
+thread pool (wasmtime releases the GIL). With `workers > 1` the parent binds the socket once
+and spawned workers share it, so all cores are used. SIGTERM/SIGINT stop accepting and drain
+the requests in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import uvicorn
+
+from ...engine import EngineSettings, WasmEngine
+from ...errors import WasmletError
+from ...locked import LockedApp
+from ...runtime import AppRuntime
+from .app import DEFAULT_MAX_BODY, HttpTrigger, route_infos
+from .router import RoutePattern
+
+log = logging.getLogger("wasmlet.server")
+
+DEFAULT_LISTEN = "127.0.0.1:3000"
+_FAST_FAIL = 2.0  # seconds
+
+
+@dataclass
+class ServeOptions:
+    listen: str = DEFAULT_LISTEN
+    workers: int = 1
+    threads: int = 0  # per worker; 0 = automatic
+    max_body: int = DEFAULT_MAX_BODY
+    state_dir: Path = field(default_factory=lambda: Path(".spin"))
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    log_level: str = "info"
+
+    @property
+    def thread_count(self) -> int:
+        return self.threads or max(8, 4 * (os.cpu_count() or 1))
+
+
+def parse_listen(addr: str) -> tuple[str, int]:
+    """`127.0.0.1:3000`, `[::1]:3000`, `0.0.0.0:80` → (host, port)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535 or not host:
+        raise WasmletError(
+            f"invalid listen address {addr!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}"
+        )
+    return host.strip("[]"), int(port)
+
+
+def bind(addr: str) -> socket.socket:
+    host, port = parse_listen(addr)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise WasmletError(f"cannot listen on {addr}: {e.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def print_routes(app: LockedApp, url: str, out: TextIO) -> None:
+    print(f"Serving {url}", file=out)
+    print("Available Routes:", file=out)
+    for info in route_infos(app):
+        if info.private:
+            continue
+        pattern = RoutePattern.parse(info.route)
+        label = info.component or info.trigger_id
+        if pattern.wildcard:
+            print(f"  {label}: {url}{pattern.component_route} (wildcard)", file=out)
+        else:
+            print(
+                f"  {label}: {url}{pattern.component_route if pattern.segments else ''}", file=out
+            )
+    out.flush()
+
+
+def _build_trigger(app: LockedApp, opts: ServeOptions) -> tuple[WasmEngine, HttpTrigger]:
+    engine = WasmEngine(opts.engine)
+    runtime = AppRuntime(app, engine, opts.state_dir)
+    pool = ThreadPoolExecutor(opts.thread_count, thread_name_prefix="wasmlet-wasm")
+    return engine, HttpTrigger(runtime, pool, opts.max_body)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process dies of
+    the signal; wasmlet has drained its requests by then and exits with status 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
+def _run_uvicorn(
+    trigger: HttpTrigger, engine: WasmEngine, sock: socket.socket, opts: ServeOptions
+) -> None:
+    engine.start()
+    grace = opts.engine.request_timeout + 5 if opts.engine.request_timeout > 0 else None
+    config = uvicorn.Config(
+        trigger,
+        lifespan="off",
+        http="httptools",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=grace,
+        server_header=False,
+        date_header=True,
+    )
+    server = _Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        trigger.pool.shutdown(wait=True, cancel_futures=False)
+        engine.close()
+
+
+def _worker_main(app_json: str, opts: ServeOptions, sock: socket.socket) -> None:
+    from ...cli import configure_logging
+
+    configure_logging(opts.log_level)
+    app = LockedApp.from_json(app_json)
+    engine, trigger = _build_trigger(app, opts)
+    _run_uvicorn(trigger, engine, sock, opts)
+
+
+def serve(app: LockedApp, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
+    """Serve until SIGTERM/SIGINT. Raises WasmletError for startup problems."""
+    # Build once in this process first: errors surface before binding, and the compile
+    # cache is warm for the workers.
+    engine, trigger = _build_trigger(app, opts)
+    sock = bind(opts.listen)
+    print_routes(app, base_url(sock), out)
+    if opts.workers <= 1:
+        _run_uvicorn(trigger, engine, sock, opts)
+        return
+    trigger.pool.shutdown()
+    engine.close()
+    _supervise(app, opts, sock)
+
+
+def _supervise(app: LockedApp, opts: ServeOptions, sock: socket.socket) -> None:
+    """Run `opts.workers` spawned workers on the shared socket; restart one that dies.
+
+    A worker that dies within `_FAST_FAIL` seconds of starting stops the server: it would
+    only die again."""
+    ctx = multiprocessing.get_context("spawn")
+    app_json = app.to_json()
+    stopping = False
+
+    def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
+        p = ctx.Process(
+            target=_worker_main, args=(app_json, opts, sock), name=f"wasmlet-worker-{i}"
+        )
+        p.start()
+        return p, time.monotonic()
+
+    workers = [start(i) for i in range(opts.workers)]
+    log.info("started %d workers", len(workers))
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for p, _ in workers:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while any(p.is_alive() for p, _ in workers):
+            multiprocessing.connection.wait([p.sentinel for p, _ in workers], timeout=1.0)
+            for i, (p, started) in enumerate(workers):
+                if p.is_alive() or stopping:
+                    continue
+                if time.monotonic() - started < _FAST_FAIL:
+                    forward(signal.SIGTERM, None)
+                    raise WasmletError(f"worker {i} failed at startup (exit status {p.exitcode})")
+                log.error("worker %d died (exit status %s); restarting it", i, p.exitcode)
+                workers[i] = start(i)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        sock.close()

@@ -1,0 +1,47 @@
+"""The plain request/response values the HTTP trigger hands to executors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .router import RouteMatch
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    path: str  # raw path, not percent-decoded
+    query: str  # raw query string, without "?"
+    headers: list[tuple[str, str]]  # lower-case names, values as sent (latin-1)
+    body: bytes
+    client: tuple[str, int]
+    scheme: str = "http"
+    http_version: str = "1.1"
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    @property
+    def host(self) -> str | None:
+        return self.header("host")
+
+    @property
+    def path_and_query(self) -> str:
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class HttpExecutor(Protocol):
+    """Runs one request in a fresh instance. Called on a worker thread; may block."""
+
+    def handle(self, request: HttpRequest, match: RouteMatch) -> HttpResponse: ...
