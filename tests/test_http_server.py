@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import Server, parse_env_dump, start_server, write_app
 
 APP = """
