@@ -9,12 +9,13 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings, default_cache_dir, parse_size
-from .errors import WasmletError
+from .errors import NotSupportedError, WasmletError
 
 log = logging.getLogger("wasmlet")
 
@@ -94,8 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="app",
         default=".",
         metavar="APP",
-        help="spin.toml, a directory containing one, or a locked app .json "
-        "(default: current directory)",
+        help="spin.toml, a directory containing one, a locked app .json, or an OCI "
+        "reference such as ghcr.io/org/app:v1 (default: current directory)",
+    )
+    up.add_argument(
+        "-k", "--insecure", action="store_true", help="pull from the registry over plain HTTP"
     )
     up.add_argument(
         "--listen",
@@ -229,13 +233,33 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("-f", "--from", dest="app", default=".", metavar="APP")
     lock.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
     lock.set_defaults(func=cmd_lock)
+
+    for register in _plugin_registrars():
+        register(sub)
     return parser
+
+
+def _plugin_registrars() -> list[Callable[[Any], None]]:
+    """Sub-command groups that live with their subsystem (`registry`, `kube`, `node`, …):
+    each such module has `register(subparsers)`; a module not present yet is skipped."""
+    import importlib
+
+    found = []
+    for name in ("wasmlet.oci.cli", "wasmlet.kube.cli", "wasmlet.shim.cli"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name is not None and name.startswith(e.name):
+                continue  # the subsystem does not exist (yet)
+            raise
+        found.append(module.register)
+    return found
 
 
 # -- commands ------------------------------------------------------------------------------
 
 
-def _load(app_arg: str):  # type: ignore[no-untyped-def]
+def _load(app_arg: str, insecure: bool = False):  # type: ignore[no-untyped-def]
     """Load a locked app from spin.toml / a directory / a locked .json; also its home dir."""
     from .loader import load_app
     from .locked import LockedApp
@@ -244,9 +268,26 @@ def _load(app_arg: str):  # type: ignore[no-untyped-def]
     if path.suffix == ".json" and path.is_file():
         return LockedApp.read(path), path.resolve().parent
     if not path.exists():
+        if _looks_like_reference(app_arg):
+            try:
+                from .oci import pull_app  # type: ignore[attr-defined]
+            except ModuleNotFoundError:
+                raise NotSupportedError(
+                    f"{app_arg}: running apps from OCI registries is not supported yet"
+                ) from None
+            return pull_app(app_arg, insecure=insecure)
         raise WasmletError(f"{app_arg}: no such file or directory")
     app = load_app(path)
     return app, (path if path.is_dir() else path.parent).resolve()
+
+
+def _looks_like_reference(text: str) -> bool:
+    """`registry/repo:tag` or `…@sha256:…`, as opposed to a local path."""
+    return (
+        "/" in text
+        and (":" in text.rsplit("/", 1)[-1] or "@sha256:" in text)
+        and not (text.startswith((".", "/", "~")))
+    )
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -254,7 +295,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from .trigger.http.server import ServeOptions, serve
 
     configure_logging(args.log_level)
-    app, home = _load(args.app)
+    app, home = _load(args.app, insecure=args.insecure)
     rc = load_runtime_config(args.runtime_config_file, home)
     app = apply_cli_overrides(app, env=dict(args.env))
     _check_variables(app, home, dict(args.variable))
