@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings, default_cache_dir, parse_size
@@ -73,8 +73,15 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line naming the command's --help, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"Error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wasmlet",
         description="Run Spin-compatible WebAssembly apps as serverless functions: "
         "a fresh sandboxed instance per request.",

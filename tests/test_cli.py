@@ -1,0 +1,198 @@
+"""The command line: help, one-line errors, lock, build, startup failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, write_app
+
+from wasmlet.trigger.http.server import parse_listen
+
+APP = """
+spin_manifest_version = 2
+[application]
+name = "cli-app"
+[variables]
+api_key = { required = true }
+mode = { default = "fast" }
+[[trigger.http]]
+route = "/..."
+component = "tb"
+executor = { type = "wagi" }
+[component.tb]
+source = "{testbed}"
+variables = { key = "{{ api_key }}" }
+"""
+
+
+def test_help_describes_every_command() -> None:
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for command in ("up", "build", "new", "lock"):
+        assert command in r.stdout
+    up = run_cli("up", "--help")
+    assert up.returncode == 0
+    for flag in (
+        "--listen",
+        "--workers",
+        "--runtime-config-file",
+        "--env",
+        "--variable",
+        "--request-timeout",
+        "--max-instance-memory",
+        "SPIN_HTTP_LISTEN_ADDR",
+        "examples:",
+    ):
+        assert flag in up.stdout, flag
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    r = run_cli()
+    assert r.returncode == 2
+    assert "usage: wasmlet" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["up", "-f", "/nonexistent/app"], "/nonexistent/app: no such file or directory"),
+        (["up", "--listen", "nonsense"], "invalid listen address 'nonsense'"),
+        (["up", "--workers", "0"], "expected a positive whole number"),
+        (["up", "--max-instance-memory", "lots"], "invalid size 'lots'"),
+        (["up", "--env", "NOEQUALS"], "expected KEY=VALUE"),
+    ],
+)
+def test_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    write_app(tmp_path, APP)
+    r = run_cli(*args, cwd=tmp_path, env={"SPIN_VARIABLE_API_KEY": "k"})
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("Error: ")
+
+
+def test_missing_required_variable_fails_at_startup(tmp_path: Path) -> None:
+    write_app(tmp_path, APP)
+    r = run_cli("up", "--listen", "127.0.0.1:0", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "api_key" in r.stderr
+    assert r.stderr.startswith("Error: ")
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_manifest_names_file_key_and_value(tmp_path: Path) -> None:
+    write_app(tmp_path, APP.replace('source = "{testbed}"', 'source = "nothere.wasm"'))
+    r = run_cli("up", cwd=tmp_path, env={"SPIN_VARIABLE_API_KEY": "k"})
+    assert r.returncode == 1
+    assert (
+        r.stderr.strip() == 'Error: spin.toml: component.tb.source: file "nothere.wasm" not found'
+    )
+
+
+def test_component_that_is_not_wasm(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        APP.replace('source = "{testbed}"', 'source = "bad.wasm"'),
+        {"bad.wasm": b"this is not wasm"},
+    )
+    r = run_cli("up", "--listen", "127.0.0.1:0", cwd=tmp_path, env={"SPIN_VARIABLE_API_KEY": "k"})
+    assert r.returncode == 1
+    assert "not a WebAssembly binary" in r.stderr
+
+
+def test_lock_prints_locked_app(tmp_path: Path) -> None:
+    write_app(tmp_path, APP)
+    r = run_cli("lock", "-f", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    locked = json.loads(r.stdout)
+    assert locked["spin_lock_version"] == 1
+    assert locked["metadata"]["name"] == "cli-app"
+    (component,) = locked["components"]
+    assert component["source"]["digest"].startswith("sha256:")
+    assert component["config"] == {"key": "{{ api_key }}"}
+    assert locked["variables"]["mode"] == {"default": "fast", "secret": False}
+
+
+def test_up_runs_from_a_locked_app_json(tmp_path: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
+    write_app(tmp_path, APP)
+    assert (
+        run_cli("lock", "-f", str(tmp_path), "-o", str(tmp_path / "app.lock.json")).returncode == 0
+    )
+    s = server_factory(tmp_path / "app.lock.json", env={"SPIN_VARIABLE_API_KEY": "k"})
+    assert s.get("/?mode=echo").status_code == 200
+
+
+BUILD_APP = """
+spin_manifest_version = 2
+[application]
+name = "b"
+[[trigger.http]]
+route = "/a"
+component = "a"
+executor = { type = "wagi" }
+[[trigger.http]]
+route = "/b"
+component = "b"
+executor = { type = "wagi" }
+[component.a]
+source = "a.wasm"
+[component.a.build]
+command = "echo built-a > marker-a.txt"
+workdir = "sub"
+[component.b]
+source = "b.wasm"
+[component.b.build]
+command = ["echo one > marker-b.txt", "echo two >> marker-b.txt"]
+"""
+
+
+def test_build_runs_commands_in_workdir(tmp_path: Path) -> None:
+    write_app(tmp_path, BUILD_APP, {"sub/.keep": ""})
+    r = run_cli("build", "-f", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "sub" / "marker-a.txt").read_text() == "built-a\n"
+    assert (tmp_path / "marker-b.txt").read_text() == "one\ntwo\n"
+    assert "[1/2] Building component a" in r.stdout
+    assert "Finished building all components" in r.stdout
+
+
+def test_build_single_component_and_failure(tmp_path: Path) -> None:
+    write_app(tmp_path, BUILD_APP.replace("echo two", "exit 3; echo"), {"sub/.keep": ""})
+    r = run_cli("build", "-f", str(tmp_path), "-c", "a")
+    assert r.returncode == 0
+    assert not (tmp_path / "marker-b.txt").exists()
+    r = run_cli("build", "-f", str(tmp_path), "-c", "b")
+    assert r.returncode == 1
+    assert "build command for component 'b' failed with exit status 3" in r.stderr
+    r = run_cli("build", "-f", str(tmp_path), "-c", "zzz")
+    assert r.returncode == 1
+    assert "no component 'zzz'" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("addr", "parsed"),
+    [
+        ("127.0.0.1:3000", ("127.0.0.1", 3000)),
+        ("[::1]:80", ("::1", 80)),
+        ("0.0.0.0:8080", ("0.0.0.0", 8080)),
+        ("localhost:1", ("localhost", 1)),
+    ],
+)
+def test_parse_listen(addr: str, parsed: tuple[str, int]) -> None:
+    assert parse_listen(addr) == parsed
+
+
+def test_runtime_config_unknown_key(tmp_path: Path) -> None:
+    write_app(tmp_path, APP, {"rc.toml": "state_dir = 'x'\nbogus_key = 1\n"})
+    r = run_cli(
+        "up",
+        "--runtime-config-file",
+        str(tmp_path / "rc.toml"),
+        cwd=tmp_path,
+        env={"SPIN_VARIABLE_API_KEY": "k"},
+    )
+    assert r.returncode == 1
+    assert "bogus_key: unknown key" in r.stderr
