@@ -73,6 +73,7 @@ class Target:
     outputs: tuple[str, ...]
     """Where the module is committed, relative to the repository root."""
     flags: tuple[str, ...] = ()
+    """Extra compiler flags, after the toolchain's common ones."""
 
 
 WAGI_APP = "examples/wagi-app"
@@ -109,17 +110,19 @@ class SetupError(BuildError):
     status = 2
 
 
-def compiler_env() -> dict[str, str]:
-    """The environment to run the compilers in.
+def compiler_env(toolchain: Toolchain) -> dict[str, str]:
+    """The environment to run the compiler of `toolchain` in.
 
     When optimising, clang runs `wasm-opt` (binaryen) after linking if it finds one on PATH,
     which would make the output depend on whether binaryen is installed; clang 19's
     `--no-wasm-opt` also skips the link step, so instead PATH is stripped of directories that
     hold a `wasm-opt`. clang still finds its linker next to itself (/usr/lib/llvm-19/bin).
+    rustc needs PATH as it is (it runs `rust-lld` from it).
     """
     env = dict(os.environ)
-    dirs = env.get("PATH", os.defpath).split(os.pathsep)
-    env["PATH"] = os.pathsep.join(d for d in dirs if d and not _has_wasm_opt(d))
+    if toolchain == "c":
+        dirs = env.get("PATH", os.defpath).split(os.pathsep)
+        env["PATH"] = os.pathsep.join(d for d in dirs if d and not _has_wasm_opt(d))
     return env
 
 
@@ -136,13 +139,20 @@ def compiler_path(toolchain: Toolchain) -> str | None:
 
 
 def compile_command(
-    toolchain: Toolchain, compiler: str, workdir: Path, source: str, output: Path
+    toolchain: Toolchain,
+    compiler: str,
+    workdir: Path,
+    source: str,
+    output: Path,
+    extra_flags: Sequence[str] = (),
 ) -> list[str]:
     """The command line that compiles `source` (relative to `workdir`) into `output`."""
     if toolchain == "c":
-        maps = (f"-ffile-prefix-map={workdir}=.", f"-fdebug-prefix-map={workdir}=.")
-        return [compiler, *C_FLAGS, *maps, "-o", str(output), source]
-    return [compiler, *RUST_FLAGS, f"--remap-path-prefix={workdir}=.", "-o", str(output), source]
+        maps = [f"-ffile-prefix-map={workdir}=.", f"-fdebug-prefix-map={workdir}=."]
+        flags = [*C_FLAGS, *maps, *extra_flags]
+    else:
+        flags = [*RUST_FLAGS, f"--remap-path-prefix={workdir}=.", *extra_flags]
+    return [compiler, *flags, "-o", str(output), source]
 
 
 def toolchain_problem(toolchain: Toolchain) -> str | None:
@@ -161,7 +171,7 @@ def toolchain_problem(toolchain: Toolchain) -> str | None:
         command = compile_command(toolchain, compiler, workdir, source, workdir / "probe.wasm")
         try:
             proc = subprocess.run(
-                command, cwd=workdir, env=compiler_env(), capture_output=True, text=True
+                command, cwd=workdir, env=compiler_env(toolchain), capture_output=True, text=True
             )
         except OSError as exc:
             return f"{name} cannot run: {exc}"
@@ -189,9 +199,12 @@ def build_target(target: Target, output: Path) -> bytes:
     if compiler is None:
         raise BuildError(f"{target.name}: compiler for {target.toolchain} not found")
     workdir = ROOT / target.workdir
-    command = compile_command(target.toolchain, compiler, workdir, target.source, output)
-    command[-1:-1] = target.flags
-    proc = subprocess.run(command, cwd=workdir, env=compiler_env(), capture_output=True, text=True)
+    command = compile_command(
+        target.toolchain, compiler, workdir, target.source, output, target.flags
+    )
+    proc = subprocess.run(
+        command, cwd=workdir, env=compiler_env(target.toolchain), capture_output=True, text=True
+    )
     if proc.stderr.strip():
         sys.stderr.write(proc.stderr)
     if proc.returncode != 0:

@@ -1,7 +1,8 @@
 /*
  * GET /static/... : serves files from the component's file mount (assets/ is
  * mounted at / in the guest). The file path is PATH_INFO, the part of the URL
- * path after /static; a directory path serves its index.html.
+ * path after /static; a directory path serves its index.html, and /static
+ * itself redirects to /static/.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +69,12 @@ int main(void) {
     const char *info = getenv("PATH_INFO");
     FILE *f;
     size_t n;
-    if (info == NULL || info[0] == '\0') info = "/";
+    if (info == NULL || info[0] == '\0') {
+        /* /static itself: redirect to /static/ so relative links in index.html work. */
+        const char *script = getenv("SCRIPT_NAME");
+        printf("Location: %s/\n\n", script != NULL ? script : "");
+        return 0;
+    }
     if (!decode_path(info) || strstr(path, "..") != NULL) return not_found();
     if (path[strlen(path) - 1] == '/') {
         if (strlen(path) + sizeof "index.html" > sizeof path) return not_found();
