@@ -196,3 +196,31 @@ def test_runtime_config_unknown_key(tmp_path: Path) -> None:
     )
     assert r.returncode == 1
     assert "bogus_key: unknown key" in r.stderr
+
+
+def test_runtime_config_static_provider_satisfies_required_variable(
+    tmp_path: Path, server_factory
+) -> None:  # type: ignore[no-untyped-def]
+    write_app(
+        tmp_path,
+        APP,
+        {"rc.toml": '[[variables_provider]]\ntype = "static"\nvalues = { api_key = "x" }\n'},
+    )
+    s = server_factory(tmp_path, "--runtime-config-file", str(tmp_path / "rc.toml"))
+    assert s.get("/?mode=echo").status_code == 200
+
+
+def test_variable_flag_and_dotenv_satisfy_required_variable(tmp_path: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
+    write_app(tmp_path, APP)
+    s = server_factory(tmp_path, "--variable", "api_key=from-flag")
+    assert s.get("/?mode=echo").status_code == 200
+    other = write_app(tmp_path / "other", APP, {".env": "SPIN_VARIABLE_API_KEY=from-dotenv\n"})
+    s2 = server_factory(other, cwd=other)
+    assert s2.get("/?mode=echo").status_code == 200
+
+
+def test_unsupported_variables_provider(tmp_path: Path) -> None:
+    write_app(tmp_path, APP, {"rc.toml": '[[variables_provider]]\ntype = "vault"\nurl = "x"\n'})
+    r = run_cli("up", "--runtime-config-file", str(tmp_path / "rc.toml"), cwd=tmp_path)
+    assert r.returncode == 1
+    assert "provider type 'vault' is not supported" in r.stderr

@@ -8,14 +8,16 @@ capabilities that serve them.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .engine import parse_size
-from .errors import RuntimeConfigError
+from .errors import NotSupportedError, RuntimeConfigError
 from .locked import LockedApp
+from .variables import ENV_PREFIX, EnvProvider, StaticProvider, VariableProvider
 
 
 class _Store(BaseModel):
@@ -44,6 +46,36 @@ class RuntimeConfig(BaseModel):
     outbound_pg: dict[str, Any] | None = None
     outbound_mysql: dict[str, Any] | None = None
     outbound_mqtt: dict[str, Any] | None = None
+    base_dir: Path | None = Field(default=None, exclude=True)  # where relative paths start
+
+
+def variable_providers(
+    config: RuntimeConfig, environ: Mapping[str, str], base: Path
+) -> list[VariableProvider]:
+    """The runtime config's `[[variables_provider]]`s, in order."""
+    providers: list[VariableProvider] = []
+    for i, p in enumerate(config.variables_provider):
+        extra = p.model_extra or {}
+        if p.type == "static":
+            values = extra.get("values", {})
+            if not isinstance(values, dict):
+                raise RuntimeConfigError(f"variables_provider[{i}].values: expected a table")
+            providers.append(StaticProvider({str(k): str(v) for k, v in values.items()}))
+        elif p.type == "env":
+            dotenv = extra.get("dotenv_path")
+            providers.append(
+                EnvProvider(
+                    environ,
+                    prefix=str(extra.get("prefix", ENV_PREFIX)),
+                    dotenv_path=base / dotenv if dotenv else None,
+                )
+            )
+        else:
+            raise NotSupportedError(
+                f"variables_provider[{i}]: provider type {p.type!r} is not supported "
+                "(supported: env, static)"
+            )
+    return providers
 
 
 def load_runtime_config(path: Path | None, home: Path) -> RuntimeConfig:
@@ -72,6 +104,7 @@ def load_runtime_config(path: Path | None, home: Path) -> RuntimeConfig:
         problem = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         raise RuntimeConfigError(f"{path}: {where}: {problem}") from None
     base = path.resolve().parent
+    config.base_dir = base
     for name in ("state_dir", "log_dir"):
         value = getattr(config, name)
         if value is not None and not value.is_absolute():
