@@ -20,6 +20,7 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 
 import wasmtime
+import wasmtime.component
 from wasmtime import _ffi as ffi
 
 from .errors import EngineError, WasmletError
@@ -131,22 +132,31 @@ class WasmEngine:
 
     # -- modules and the compile cache ---------------------------------------------------
     def load_module(self, wasm: bytes, digest: str, name: str = "module") -> wasmtime.Module:
-        """Compile `wasm` (whose sha256 is `digest`), or load it from the compile cache."""
+        """Compile a core module (whose sha256 is `digest`), or load it from the cache."""
+        return self._load(wasmtime.Module, wasm, digest, name)  # type: ignore[return-value]
+
+    def load_component(
+        self, wasm: bytes, digest: str, name: str = "component"
+    ) -> wasmtime.component.Component:
+        """Compile a component, or load it from the cache."""
+        return self._load(wasmtime.component.Component, wasm, digest, name)  # type: ignore[return-value]
+
+    def _load(self, kind: type, wasm: bytes, digest: str, name: str) -> object:
         cache = self._cache_path(digest)
         if cache is not None:
-            module = self._load_cached(cache)
-            if module is not None:
+            loaded = self._load_cached(kind, cache)
+            if loaded is not None:
                 self.cache_hits += 1
-                return module
+                return loaded
         try:
-            module = wasmtime.Module(self.engine, wasm)
+            compiled = kind(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
-            raise EngineError(f"{name}: cannot compile Wasm module: {first}") from None
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid binary"
+            raise EngineError(f"{name}: cannot compile: {first}") from None
         self.compiled += 1
         if cache is not None:
-            self._store_cached(cache, bytes(module.serialize()))
-        return module
+            self._store_cached(cache, bytes(compiled.serialize()))  # type: ignore[attr-defined]
+        return compiled
 
     def _cache_path(self, digest: str) -> Path | None:
         if self.settings.cache_dir is None:
@@ -158,7 +168,7 @@ class WasmEngine:
             / f"{hexdigest}-{self.settings.fingerprint()}.cwasm"
         )
 
-    def _load_cached(self, path: Path) -> wasmtime.Module | None:
+    def _load_cached(self, kind: type, path: Path) -> object | None:
         """Load a precompiled artifact after checking its checksum; None means rebuild."""
         try:
             data = path.read_bytes()
@@ -169,7 +179,7 @@ class WasmEngine:
             log.warning("compile cache entry %s is corrupt; recompiling", path.name)
             return None
         try:
-            return wasmtime.Module.deserialize_file(self.engine, str(path))
+            return kind.deserialize_file(self.engine, str(path))  # type: ignore[attr-defined]
         except wasmtime.WasmtimeError as e:
             log.warning("compile cache entry %s unusable (%s); recompiling", path.name, e)
             return None

@@ -15,12 +15,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import wasmtime
+import wasmtime.component
 
 from .engine import WasmEngine
-from .errors import LockError, NotSupportedError
+from .errors import EngineError, LockError, NotSupportedError
 from .locked import ContentPath, LockedApp, LockedComponent, read_content, url_to_path
+from .outbound import OutboundPolicy
+from .variables import VariableResolver
 
 log = logging.getLogger("wasmlet.runtime")
 
@@ -39,18 +43,28 @@ def wasm_kind(data: bytes) -> str:
 class PreparedComponent:
     component: LockedComponent
     kind: str  # "module" | "component"
-    module: wasmtime.Module | None
+    module: wasmtime.Module | None  # a core module (Wagi), or
+    wasm_component: wasmtime.component.Component | None  # a component (wasi:http, Spin)
     files_root: Path | None
 
 
 class AppRuntime:
     """A locked app bound to an engine and a state directory."""
 
-    def __init__(self, app: LockedApp, engine: WasmEngine, state_dir: Path) -> None:
+    def __init__(
+        self,
+        app: LockedApp,
+        engine: WasmEngine,
+        state_dir: Path,
+        variables: VariableResolver | None = None,
+    ) -> None:
         self.app = app
         self.engine = engine
         self.state_dir = state_dir
+        self.variables = variables
+        self.self_origin: str | None = None  # the server's own URL, for `self` requests
         self._prepared: dict[str, PreparedComponent] = {}
+        self._policies: dict[str, Any] = {}
 
     def prepare(self, component_id: str) -> PreparedComponent:
         """Compile (or load from cache) a component and lay out its files; memoised."""
@@ -65,11 +79,69 @@ class AppRuntime:
         if kind == "unknown":
             raise LockError(f"{what}: source is not a WebAssembly binary")
         digest = component.source.digest or "sha256:" + hashlib.sha256(wasm).hexdigest()
-        module = None
+        module = comp = None
         if kind == "module":
             module = self.engine.load_module(wasm, digest, name=what)
+        else:
+            comp = self.engine.load_component(wasm, digest, name=what)
         files_root = self._materialize_files(component) if component.files else None
-        return PreparedComponent(component, kind, module, files_root)
+        return PreparedComponent(component, kind, module, comp, files_root)
+
+    def http_executor(self, component_id: str, trigger_id: str) -> Any:
+        """The executor for a Spin/wasi:http trigger, chosen by what the component exports."""
+        from .executors.wasi_http import WasiHttpExecutor, handler_exports
+
+        prepared = self.prepare(component_id)
+        comp = prepared.wasm_component
+        if comp is None:
+            raise NotSupportedError(
+                f"trigger {trigger_id!r}: component {component_id!r} is a core module; "
+                'core modules run with executor = { type = "wagi" }'
+            )
+        exports = list(comp.type.exports(self.engine.engine))
+        handlers = handler_exports(exports)
+        if not handlers:
+            raise EngineError(
+                f"component {component_id!r} exports no HTTP handler (expected "
+                "wasi:http/incoming-handler@0.2.x or fermyon:spin/inbound-http)"
+            )
+        if len(handlers) > 1:
+            raise EngineError(
+                f"component {component_id!r} exports more than one HTTP handler: "
+                + ", ".join(handlers)
+            )
+        export = handlers[0]
+        if not export.startswith("wasi:http/incoming-handler@"):
+            raise NotSupportedError(
+                f"component {component_id!r}: the {export} handler is not supported yet"
+            )
+        return WasiHttpExecutor(
+            self.engine,
+            comp,
+            component_id,
+            export,
+            prepared.component.env,
+            prepared.files_root,
+            lambda: self.capabilities(component_id),
+            self.host_interfaces(),
+        )
+
+    def host_interfaces(self) -> list[Any]:
+        """Spin's host APIs offered to components (besides WASI)."""
+        return []
+
+    def capabilities(self, component_id: str) -> dict[str, Any]:
+        """Per-instance capability state for one component (policy decided per app)."""
+        from .wasi.http import OutboundHttp
+
+        if component_id not in self._policies:
+            hosts = self.app.component(component_id).metadata.get("allowed_outbound_hosts", [])
+            if self.variables is not None:
+                hosts = [self.variables.render(h) for h in hosts]
+            self._policies[component_id] = OutboundHttp(
+                OutboundPolicy.parse(hosts), self.self_origin
+            )
+        return {"outbound_http": self._policies[component_id]}
 
     def require_module(self, component_id: str) -> PreparedComponent:
         prepared = self.prepare(component_id)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ManifestError, NotSupportedError
+from ...errors import ManifestError
 from ...executors._wasi_command import WasiCommand
 from ...executors.wagi import DEFAULT_ARGV, WagiExecutor
 from ...locked import LockedApp, LockedTrigger
@@ -31,6 +31,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 WELL_KNOWN = "/.well-known/spin/"
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
+
+
+class GuestFailedMidBody(Exception):
+    """Raised after a partial body so the server aborts the response (as Spin does)."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,7 @@ def build_executor(runtime: AppRuntime, trigger: LockedTrigger) -> Handler:
             command, component_id, prepared.component.env, executor.get("argv") or DEFAULT_ARGV
         )
     if kind in ("http", "spin"):
-        prepared = runtime.prepare(component_id)
-        raise NotSupportedError(
-            f"trigger {trigger.id!r}: component {component_id!r} ({prepared.kind}) uses the "
-            "Spin/wasi:http executor, which is not supported yet; use executor = "
-            '{ type = "wagi" } for WASI command modules'
-        )
+        return runtime.http_executor(component_id, trigger.id)
     raise ManifestError(
         "spin.toml", f"trigger {trigger.id}.executor.type", f"unknown executor {kind!r}"
     )
@@ -136,7 +135,12 @@ class HttpTrigger:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
         if not any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in headers):
             headers.append((b"content-length", str(len(response.body)).encode()))
+        if response.truncated:
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if response.truncated:
+            await send({"type": "http.response.body", "body": response.body, "more_body": True})
+            raise GuestFailedMidBody("response body cut short: the component failed")
         await send({"type": "http.response.body", "body": response.body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -39,6 +39,7 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    truncated: bool = False  # the guest failed mid-body: send `body`, then cut the connection
 
 
 class HttpExecutor(Protocol):

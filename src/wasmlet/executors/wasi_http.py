@@ -1,0 +1,161 @@
+"""The wasi:http executor: components exporting `wasi:http/incoming-handler@0.2.x`.
+
+Per request: a fresh store and instance, an `incoming-request` and a `response-outparam`
+in the instance's resource table, one call of `handle`, then the response the guest set.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+import wasmtime.component
+
+from ..engine import WasmEngine
+from ..errors import EngineError
+from ..trigger.http.headers import forwarded_headers, spin_headers
+from ..trigger.http.router import RouteMatch
+from ..trigger.http.types import HttpRequest, HttpResponse
+from ..wasi._abi import GuestError, HostTrap, Own, call_func
+from ..wasi._iface import Interface
+from ..wasi._state import InstanceState, active
+from ..wasi.host import build_linker
+from ..wasi.http import INCOMING_REQUEST, RESPONSE_OUTPARAM, IncomingRequest, ResponseOutparam
+
+log = logging.getLogger("wasmlet.wasi_http")
+
+HANDLER = "wasi:http/incoming-handler"
+INBOUND_HTTP = "fermyon:spin/inbound-http"
+
+
+def handler_exports(export_names: list[str]) -> list[str]:
+    """The HTTP handler interfaces a component exports (by Spin's detection rules)."""
+    found = []
+    for name in export_names:
+        base, _, version = name.partition("@")
+        wasi_02 = base == HANDLER and version.startswith("0.2.")
+        wasi_03 = base == "wasi:http/handler" and version.startswith("0.3")
+        if wasi_02 or wasi_03 or base == INBOUND_HTTP:
+            found.append(name)
+    return found
+
+
+CapabilityFactory = Callable[[], dict[str, Any]]
+
+
+class WasiHttpExecutor:
+    """Serves requests with a component's `incoming-handler`, one instance per request."""
+
+    def __init__(
+        self,
+        engine: WasmEngine,
+        component: wasmtime.component.Component,
+        component_id: str,
+        export: str,
+        environment: dict[str, str],
+        files_root: Any,
+        capabilities: CapabilityFactory,
+        host_interfaces: list[Interface],
+    ) -> None:
+        self.engine = engine
+        self.component = component
+        self.component_id = component_id
+        self.environment = environment
+        self.files_root = str(files_root) if files_root is not None else None
+        self.capabilities = capabilities
+        self.linker = build_linker(engine.engine, component, host_interfaces)
+        iface = component.get_export_index(export)
+        func = component.get_export_index("handle", iface) if iface is not None else None
+        if func is None:
+            raise EngineError(f"component {component_id!r}: export {export} has no `handle`")
+        self.handle_index = func
+
+    def _store(self) -> wasmtime.Store:
+        store = wasmtime.Store(self.engine.engine)
+        settings = self.engine.settings
+        if settings.max_instance_memory is not None:
+            store.set_limits(memory_size=settings.max_instance_memory)
+        store.set_epoch_deadline(self.engine.deadline_ticks)
+        wasi = wasmtime.WasiConfig()
+        wasi.env = list(self.environment.items())
+        if self.files_root is not None:
+            wasi.preopen_dir(self.files_root, "/", fs_mutable=False)
+        store.set_wasi(wasi)
+        return store
+
+    def handle(self, request: HttpRequest, match: RouteMatch) -> HttpResponse:
+        store = self._store()
+        state = InstanceState(self.component_id, self.capabilities())
+        timeout = self.engine.settings.request_timeout
+        state.deadline = time.monotonic() + timeout if timeout > 0 else None  # type: ignore[attr-defined]
+        headers = [(k, v.encode("latin-1")) for k, v in forwarded_headers(request)]
+        headers += [(k, v.encode("latin-1")) for k, v in spin_headers(request, match)]
+        incoming = IncomingRequest(
+            method=request.method,
+            path_with_query=request.path_and_query,
+            scheme=request.scheme,
+            authority=request.host,
+            headers=headers,
+            body=request.body,
+        )
+        outparam = ResponseOutparam()
+        with active(state):
+            try:
+                instance = self.linker.instantiate(store, self.component)
+                func = instance.get_func(store, self.handle_index)
+                assert func is not None
+                req_rep = state.table.push(incoming)
+                out_rep = state.table.push(outparam)
+                call_func(
+                    store._context(),
+                    func._func,
+                    [(Own(INCOMING_REQUEST), req_rep), (Own(RESPONSE_OUTPARAM), out_rep)],
+                    None,
+                )
+            except (GuestError, wasmtime.WasmtimeError, HostTrap) as e:
+                return self._failed(e, outparam)
+            finally:
+                state.table = type(state.table)()  # drop host objects with the instance
+        return self._response(outparam)
+
+    def _failed(self, error: Exception, outparam: ResponseOutparam) -> HttpResponse:
+        cause = getattr(error, "cause", None)
+        message = str(cause or error).strip().splitlines()[0] if str(cause or error).strip() else ""
+        if "interrupt" in str(error).lower() or "deadline" in message:
+            log.error("component %s timed out", self.component_id)
+        else:
+            log.error("component %s trapped: %s", self.component_id, message)
+        response = outparam.response
+        if response is not None and response.body is not None and response.body.stream.size:
+            # The response had started: send what was written, then cut the body short.
+            return HttpResponse(
+                response.status,
+                _decode(response.headers.entries),
+                response.body.stream.getvalue(),
+                truncated=True,
+            )
+        return HttpResponse(500)
+
+    def _response(self, outparam: ResponseOutparam) -> HttpResponse:
+        if not outparam.was_set:
+            log.error("component %s did not set a response", self.component_id)
+            return HttpResponse(500)
+        if outparam.response is None:
+            log.error("component %s responded with error %r", self.component_id, outparam.error)
+            return HttpResponse(500)
+        resp = outparam.response
+        body = resp.body
+        data = body.stream.getvalue() if body is not None else b""
+        truncated = body is not None and not body.finished and body.write_taken
+        if truncated:
+            log.error(
+                "component %s dropped the response body without finishing it", self.component_id
+            )
+        return HttpResponse(resp.status, _decode(resp.headers.entries), data, truncated=truncated)
+
+
+def _decode(entries: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+    return [(k, v.decode("latin-1")) for k, v in entries]

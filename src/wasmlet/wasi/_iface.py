@@ -1,0 +1,59 @@
+"""Declaring a host interface once and installing it into a component linker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import wasmtime
+from wasmtime.component import LinkerInstance, ResourceType
+
+from ._abi import HostFunc, Ty, add_func
+
+_type_ids: dict[str, int] = {}
+
+
+def resource_type_id(qualified_name: str) -> int:
+    """A stable small integer per resource type (e.g. `wasi:io/streams#input-stream`)."""
+    if qualified_name not in _type_ids:
+        _type_ids[qualified_name] = len(_type_ids) + 1
+    return _type_ids[qualified_name]
+
+
+@dataclass
+class Interface:
+    """One WIT interface's host side: its resources and functions."""
+
+    name: str  # without version, e.g. "wasi:io/streams"
+    resources: dict[str, tuple[int, Callable[[int], None] | None]] = field(default_factory=dict)
+    funcs: list[HostFunc] = field(default_factory=list)
+
+    def resource(self, name: str, on_drop: Callable[[int], None] | None = None) -> int:
+        type_id = resource_type_id(f"{self.name}#{name}")
+        self.resources[name] = (type_id, on_drop)
+        return type_id
+
+    def func(
+        self, name: str, params: tuple[Ty, ...] = (), result: Ty | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.funcs.append(HostFunc(name, params, result, fn, f"{self.name}#{name}"))
+            return fn
+
+        return register
+
+    def install(self, root: LinkerInstance, version: str) -> None:
+        with root.add_instance(f"{self.name}@{version}" if version else self.name) as inst:
+            for rname, (type_id, on_drop) in self.resources.items():
+                inst.add_resource(rname, ResourceType.host(type_id), _dtor(on_drop))
+            for f in self.funcs:
+                add_func(inst, f)
+
+
+def _dtor(on_drop: Callable[[int], None] | None) -> Callable[[Any, int], None]:
+    def dtor(_store: wasmtime.Storelike, rep: int) -> None:
+        if on_drop is not None:
+            on_drop(rep)
+
+    return dtor
