@@ -305,7 +305,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     app, home = _load(args.app, insecure=args.insecure)
     rc = load_runtime_config(args.runtime_config_file, home)
     app = apply_cli_overrides(app, env=dict(args.env))
-    _check_variables(app, home, rc, dict(args.variable))
     state_dir = args.state_dir or rc.state_dir or home / ".spin"
     memory = args.max_instance_memory
     if isinstance(memory, str):  # from SPIN_MAX_INSTANCE_MEMORY
@@ -324,25 +323,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             cache_dir=None if args.no_cache else args.cache_dir,
         ),
         log_level=args.log_level,
+        runtime_config=rc,
+        variables=dict(args.variable),
+        home=home,
     )
     serve(app, opts)
     return 0
-
-
-def _check_variables(app, home: Path, rc, overrides: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
-    """Fail at startup, like Spin, when a required variable has no value."""
-    from .runtime_config import variable_providers
-    from .variables import VariableResolver
-
-    providers = variable_providers(rc, os.environ, rc.base_dir or home)
-    resolver = VariableResolver(
-        app,
-        overrides=overrides,
-        providers=providers,
-        environ=os.environ,
-        dotenv_path=home / ".env",
-    )
-    resolver.resolve_app()
 
 
 def cmd_build(args: argparse.Namespace) -> int:

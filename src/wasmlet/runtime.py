@@ -22,9 +22,8 @@ import wasmtime.component
 
 from .engine import WasmEngine
 from .errors import EngineError, LockError, NotSupportedError
+from .factors import AppFactors
 from .locked import ContentPath, LockedApp, LockedComponent, read_content, url_to_path
-from .outbound import OutboundPolicy
-from .variables import VariableResolver
 
 log = logging.getLogger("wasmlet.runtime")
 
@@ -56,15 +55,13 @@ class AppRuntime:
         app: LockedApp,
         engine: WasmEngine,
         state_dir: Path,
-        variables: VariableResolver | None = None,
+        factors: AppFactors | None = None,
     ) -> None:
         self.app = app
         self.engine = engine
         self.state_dir = state_dir
-        self.variables = variables
-        self.self_origin: str | None = None  # the server's own URL, for `self` requests
+        self.factors = factors or AppFactors(app, state_dir)
         self._prepared: dict[str, PreparedComponent] = {}
-        self._policies: dict[str, Any] = {}
 
     def prepare(self, component_id: str) -> PreparedComponent:
         """Compile (or load from cache) a component and lay out its files; memoised."""
@@ -128,20 +125,13 @@ class AppRuntime:
 
     def host_interfaces(self) -> list[Any]:
         """Spin's host APIs offered to components (besides WASI)."""
-        return []
+        from . import factors
+
+        return factors.INTERFACES
 
     def capabilities(self, component_id: str) -> dict[str, Any]:
         """Per-instance capability state for one component (policy decided per app)."""
-        from .wasi.http import OutboundHttp
-
-        if component_id not in self._policies:
-            hosts = self.app.component(component_id).metadata.get("allowed_outbound_hosts", [])
-            if self.variables is not None:
-                hosts = [self.variables.render(h) for h in hosts]
-            self._policies[component_id] = OutboundHttp(
-                OutboundPolicy.parse(hosts), self.self_origin
-            )
-        return {"outbound_http": self._policies[component_id]}
+        return self.factors.instance(component_id)
 
     def require_module(self, component_id: str) -> PreparedComponent:
         prepared = self.prepare(component_id)

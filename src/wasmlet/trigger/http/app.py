@@ -110,6 +110,7 @@ class HttpTrigger:
         oci_image_digest: str | None = None,
     ) -> None:
         self.app = runtime.app
+        self.runtime = runtime
         self.pool = pool
         self.max_body = max_body
         self.router: Router[Handler] = Router()

@@ -27,8 +27,10 @@ import uvicorn
 
 from ...engine import EngineSettings, WasmEngine
 from ...errors import WasmletError
+from ...factors import AppFactors, make_resolver
 from ...locked import LockedApp
 from ...runtime import AppRuntime
+from ...runtime_config import RuntimeConfig
 from .app import DEFAULT_MAX_BODY, HttpTrigger, route_infos
 from .router import RoutePattern
 
@@ -47,6 +49,9 @@ class ServeOptions:
     state_dir: Path = field(default_factory=lambda: Path(".spin"))
     engine: EngineSettings = field(default_factory=EngineSettings)
     log_level: str = "info"
+    runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
+    variables: dict[str, str] = field(default_factory=dict)  # --variable overrides
+    home: Path = field(default_factory=Path.cwd)  # the app's directory (for .env)
 
     @property
     def thread_count(self) -> int:
@@ -102,8 +107,11 @@ def print_routes(app: LockedApp, url: str, out: TextIO) -> None:
 
 
 def _build_trigger(app: LockedApp, opts: ServeOptions) -> tuple[WasmEngine, HttpTrigger]:
+    resolver = make_resolver(app, opts.runtime_config, opts.home, opts.variables)
+    resolver.resolve_app()  # a missing required variable fails at startup, as in Spin
+    factors = AppFactors(app, opts.state_dir, opts.runtime_config, resolver)
     engine = WasmEngine(opts.engine)
-    runtime = AppRuntime(app, engine, opts.state_dir)
+    runtime = AppRuntime(app, engine, opts.state_dir, factors)
     pool = ThreadPoolExecutor(opts.thread_count, thread_name_prefix="wasmlet-wasm")
     return engine, HttpTrigger(runtime, pool, opts.max_body)
 
@@ -149,6 +157,7 @@ def _worker_main(app_json: str, opts: ServeOptions, sock: socket.socket) -> None
     configure_logging(opts.log_level)
     app = LockedApp.from_json(app_json)
     engine, trigger = _build_trigger(app, opts)
+    trigger.runtime.factors.self_origin = base_url(sock)
     _run_uvicorn(trigger, engine, sock, opts)
 
 
@@ -158,6 +167,7 @@ def serve(app: LockedApp, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
     # cache is warm for the workers.
     engine, trigger = _build_trigger(app, opts)
     sock = bind(opts.listen)
+    trigger.runtime.factors.self_origin = base_url(sock)
     print_routes(app, base_url(sock), out)
     if opts.workers <= 1:
         _run_uvicorn(trigger, engine, sock, opts)

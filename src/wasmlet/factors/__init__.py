@@ -1,0 +1,89 @@
+"""Host capabilities ("factors", after Spin): each one is a module with its WIT interfaces
+(`INTERFACES`), and the app-level state built here once per app from the locked app and the
+runtime config. Per instance, a component gets a small dict of capability objects that its
+host functions read; policy (labels, allowed hosts) is decided here, not per call.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import RuntimeConfigError
+from ..locked import LockedApp
+from ..outbound import OutboundPolicy
+from ..runtime_config import RuntimeConfig, variable_providers
+from ..variables import VariableResolver
+from ..wasi._iface import Interface
+from ..wasi.http import OutboundHttp
+from . import key_value, variables
+
+INTERFACES: list[Interface] = [*key_value.INTERFACES, *variables.INTERFACES]
+
+
+def make_resolver(
+    app: LockedApp,
+    config: RuntimeConfig,
+    home: Path,
+    overrides: dict[str, str] | None = None,
+    environ: dict[str, str] | None = None,
+) -> VariableResolver:
+    env = dict(os.environ) if environ is None else environ
+    return VariableResolver(
+        app,
+        overrides=overrides or {},
+        providers=variable_providers(config, env, config.base_dir or home),
+        environ=env,
+        dotenv_path=home / ".env",
+    )
+
+
+class AppFactors:
+    """The app-level state of every capability, and each component's share of it."""
+
+    def __init__(
+        self,
+        app: LockedApp,
+        state_dir: Path,
+        config: RuntimeConfig | None = None,
+        resolver: VariableResolver | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config or RuntimeConfig()
+        self.resolver = resolver or VariableResolver(app, environ={})
+        self.self_origin: str | None = None
+        self._stores: dict[str, key_value.Store] | None = None
+        self._state_dir = state_dir
+        self._instances: dict[str, dict[str, Any]] = {}
+        self._check_labels()
+
+    def _check_labels(self) -> None:
+        defined = {key_value.DEFAULT, *self.config.key_value_store}
+        for c in self.app.components:
+            for label in c.metadata.get("key_value_stores", []):
+                if label not in defined:
+                    raise RuntimeConfigError(
+                        f"component {c.id!r} uses key-value store {label!r}, which is not "
+                        "defined: add [key_value_store." + label + "] to the runtime config"
+                    )
+
+    @property
+    def stores(self) -> dict[str, key_value.Store]:
+        if self._stores is None:
+            base = self.config.base_dir or self._state_dir
+            self._stores = key_value.open_stores(self.config.key_value_store, self._state_dir, base)
+        return self._stores
+
+    def instance(self, component_id: str) -> dict[str, Any]:
+        """Capability objects for an instance of `component_id` (built once, shared)."""
+        if component_id not in self._instances:
+            c = self.app.component(component_id)
+            hosts = [self.resolver.render(h) for h in c.metadata.get("allowed_outbound_hosts", [])]
+            labels = frozenset(c.metadata.get("key_value_stores", []))
+            self._instances[component_id] = {
+                "outbound_http": OutboundHttp(OutboundPolicy.parse(hosts), self.self_origin),
+                "key_value": key_value.KeyValue(self.stores, labels),
+                "variables": variables.Variables(self.resolver, component_id),
+            }
+        return self._instances[component_id]

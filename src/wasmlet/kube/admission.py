@@ -1,0 +1,268 @@
+"""Admission rules as pure functions: SpinKube's defaulting and validation, plus ours.
+
+The kopf layer (`operator.py`) exposes them as mutating/validating webhooks; each message
+names the field and says what to do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from .models import SpinApp, SpinAppExecutor, SpinAppExecutorSpec, SpinAppSpec
+from .quantity import parse_bytes
+
+MAX_APP_NAME = 52  # `core.spinkube.dev/app.<name>.status` must be a valid label key (63)
+VARIABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+RESOURCE_TRIGGERS = {"cpu", "memory"}
+
+
+def pydantic_messages(error: ValidationError, prefix: str) -> list[str]:
+    out = []
+    for err in error.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        out.append(f"{prefix}.{where}: {err['msg']}" if where else f"{prefix}: {err['msg']}")
+    return out
+
+
+def parse_app(body: Mapping[str, Any]) -> tuple[SpinApp | None, list[str]]:
+    try:
+        return SpinApp.model_validate(dict(body)), []
+    except ValidationError as e:
+        return None, pydantic_messages(e, "SpinApp")
+
+
+def default_executor(executors: Mapping[str, Any]) -> str | None:
+    """SpinKube's rule: an empty executor becomes the alphabetically first one."""
+    return min(executors) if executors else None
+
+
+def defaults(spec: Mapping[str, Any], executors: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec fields the mutating webhook sets (an empty dict: nothing to change)."""
+    changes: dict[str, Any] = {}
+    if not spec.get("executor"):
+        chosen = default_executor(executors)
+        if chosen is not None:
+            changes["executor"] = chosen
+    if not spec.get("enableAutoscaling") and spec.get("replicas") is None:
+        changes["replicas"] = 1
+    return changes
+
+
+def _validate_executor_ref(
+    app: SpinApp, executors: Mapping[str, SpinAppExecutorSpec]
+) -> tuple[list[str], SpinAppExecutorSpec | None]:
+    name = app.spec.executor
+    if not name:
+        have = "none exists" if not executors else "none was chosen"
+        return [f"spec.executor: must name a SpinAppExecutor in {app.namespace} ({have})"], None
+    if name not in executors:
+        have = ", ".join(sorted(executors)) or "none"
+        return [
+            f"spec.executor: SpinAppExecutor {name!r} does not exist in namespace "
+            f"{app.namespace} (existing: {have})"
+        ], None
+    return [], executors[name]
+
+
+def _validate_replicas(spec: SpinAppSpec) -> list[str]:
+    if spec.enable_autoscaling and spec.replicas not in (None, 0):
+        return [
+            "spec.replicas: must be unset when enableAutoscaling is true "
+            "(the autoscaler owns the replica count)"
+        ]
+    if not spec.enable_autoscaling and spec.replicas is not None and spec.replicas < 1:
+        return [
+            "spec.replicas: must be at least 1 when enableAutoscaling is false "
+            "(to scale to zero use spec.autoscaler.scaleToZero)"
+        ]
+    return []
+
+
+def _validate_limits(spec: SpinAppSpec) -> list[str]:
+    memory = (spec.invocation_limits or {}).get("memory")
+    if memory is None:
+        return []
+    try:
+        parse_bytes(memory)
+    except ValueError as e:
+        return [f"spec.invocationLimits.memory: {e}"]
+    return []
+
+
+def _validate_variables(spec: SpinAppSpec) -> list[str]:
+    errors, seen = [], set()
+    for i, var in enumerate(spec.variables or []):
+        where = f"spec.variables[{i}]"
+        if not VARIABLE_NAME.match(var.name):
+            errors.append(
+                f"{where}.name: {var.name!r} is not a Spin variable name "
+                "(lowercase letters, digits and _, starting with a letter)"
+            )
+        if var.name in seen:
+            errors.append(f"{where}.name: {var.name!r} is set twice")
+        seen.add(var.name)
+        if var.value is not None and var.value_from is not None:
+            errors.append(f"{where}: set value or valueFrom, not both")
+    return errors
+
+
+def _validate_runtime_config(spec: SpinAppSpec) -> list[str]:
+    config = spec.runtime_config
+    if config is None:
+        return []
+    errors = []
+    groups = {
+        "keyValueStores": config.key_value_stores or [],
+        "sqliteDatabases": config.sqlite_databases or [],
+    }
+    for field, stores in groups.items():
+        names = [s.name for s in stores]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            errors.append(f"spec.runtimeConfig.{field}: {dup!r} is defined twice")
+    for field, stores in groups.items():
+        for i, store in enumerate(stores):
+            for j, option in enumerate(store.options or []):
+                if (option.value is None) == (option.value_from is None):
+                    errors.append(
+                        f"spec.runtimeConfig.{field}[{i}].options[{j}]: "
+                        "set exactly one of value and valueFrom"
+                    )
+    if config.load_from_secret and (groups["keyValueStores"] or groups["sqliteDatabases"]):
+        errors.append(
+            "spec.runtimeConfig: loadFromSecret replaces the whole runtime config; "
+            "remove keyValueStores/sqliteDatabases or move them into that Secret"
+        )
+    return errors
+
+
+def _requests(spec: SpinAppSpec, resource: str) -> bool:
+    res = spec.resources
+    if res is None:
+        return False
+    return resource in (res.requests or {}) or resource in (res.limits or {})
+
+
+def _validate_autoscaler(spec: SpinAppSpec, executor: SpinAppExecutorSpec | None) -> list[str]:
+    auto = spec.autoscaler
+    if auto is None:
+        return []
+    where = "spec.autoscaler"
+    errors = []
+    if not spec.enable_autoscaling:
+        errors.append(f"{where}: needs enableAutoscaling: true (and replicas unset)")
+    if executor is not None and not executor.create_deployment:
+        errors.append(f"{where}: the executor creates no Deployment, so there is nothing to scale")
+    zero = auto.scale_to_zero is not None and auto.scale_to_zero.enabled
+    minimum = auto.min_replicas if auto.min_replicas is not None else (0 if zero else 1)
+    if auto.max_replicas < max(minimum, 1):
+        errors.append(f"{where}.maxReplicas: must be at least minReplicas ({minimum}) and 1")
+    if minimum == 0 and not zero:
+        errors.append(f"{where}.minReplicas: 0 needs scaleToZero.enabled")
+    if auto.type == "hpa":
+        if zero:
+            errors.append(
+                f"{where}.scaleToZero: an HPA cannot scale to zero (alpha HPAScaleToZero gate); "
+                "use type: keda"
+            )
+        if auto.triggers:
+            errors.append(f"{where}.triggers: only for type: keda")
+        if auto.cpu_utilization is None and auto.memory_utilization is None:
+            errors.append(f"{where}: an HPA needs cpuUtilization or memoryUtilization")
+    else:
+        extra = [t for t in auto.triggers or [] if t.get("type") not in RESOURCE_TRIGGERS]
+        if zero and not extra:
+            errors.append(
+                f"{where}.scaleToZero: CPU and memory cannot wake an app at zero replicas; "
+                "add a request-based trigger (e.g. prometheus) under triggers"
+            )
+        if auto.cpu_utilization is None and auto.memory_utilization is None and not auto.triggers:
+            errors.append(f"{where}: KEDA needs cpuUtilization, memoryUtilization or triggers")
+    for resource, target in (("cpu", auto.cpu_utilization), ("memory", auto.memory_utilization)):
+        if target is not None and not _requests(spec, resource):
+            errors.append(
+                f"{where}.{resource}Utilization: set spec.resources requests or limits for "
+                f"{resource} (utilization is a percentage of the request)"
+            )
+    return errors
+
+
+def _validate_containers(app: SpinApp) -> list[str]:
+    errors, seen = [], {app.name}
+    for i, container in enumerate(app.spec.containers or []):
+        name = container.get("name")
+        if not name or not container.get("image"):
+            errors.append(f"spec.containers[{i}]: a sidecar needs a name and an image")
+        elif name in seen:
+            errors.append(
+                f"spec.containers[{i}].name: {name!r} is taken (the app's own container is "
+                f"named after the app)"
+            )
+        seen.add(name)
+    return errors
+
+
+def validate_app(app: SpinApp, executors: Mapping[str, SpinAppExecutorSpec]) -> list[str]:
+    """Every reason to reject `app`; an empty list admits it."""
+    errors: list[str] = []
+    if len(app.name) > MAX_APP_NAME:
+        errors.append(
+            f"metadata.name: at most {MAX_APP_NAME} characters (it is part of the label "
+            f"key core.spinkube.dev/app.<name>.status)"
+        )
+    ref_errors, executor = _validate_executor_ref(app, executors)
+    errors += ref_errors
+    spec = app.spec
+    errors += _validate_replicas(spec)
+    if executor is not None and not executor.create_deployment:
+        annotations = (
+            ("deploymentAnnotations", spec.deployment_annotations),
+            ("podAnnotations", spec.pod_annotations),
+        )
+        for field, value in annotations:
+            if value:
+                errors.append(
+                    f"spec.{field}: executor {spec.executor!r} does not create a Deployment, "
+                    "so these annotations would have no effect"
+                )
+    errors += _validate_limits(spec)
+    errors += _validate_variables(spec)
+    errors += _validate_runtime_config(spec)
+    errors += _validate_autoscaler(spec, executor)
+    errors += _validate_containers(app)
+    return errors
+
+
+def validate_app_body(
+    body: Mapping[str, Any], executors: Mapping[str, SpinAppExecutorSpec]
+) -> list[str]:
+    app, errors = parse_app(body)
+    return errors if app is None else validate_app(app, executors)
+
+
+def validate_executor(spec: SpinAppExecutorSpec) -> list[str]:
+    config = spec.deployment_config
+    runtime_class = config.runtime_class_name if config else None
+    image = config.spin_image if config else None
+    if runtime_class and image:
+        return [
+            "spec.deploymentConfig: set runtimeClassName or spinImage, not both "
+            "(a runtime class runs the app in a shim; spinImage runs it in a container)"
+        ]
+    if spec.create_deployment and not (runtime_class or image):
+        return [
+            "spec.deploymentConfig: createDeployment needs runtimeClassName "
+            "(e.g. wasmtime-spin-v2) or spinImage (e.g. the wasmlet image)"
+        ]
+    return []
+
+
+def validate_executor_body(body: Mapping[str, Any]) -> list[str]:
+    try:
+        executor = SpinAppExecutor.model_validate(dict(body))
+    except ValidationError as e:
+        return pydantic_messages(e, "SpinAppExecutor")
+    return validate_executor(executor.spec)

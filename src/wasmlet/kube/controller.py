@@ -1,0 +1,277 @@
+"""What the operator does for one event: read the cluster, call the pure functions, write.
+
+No kopf here: `operator.py` calls these from its handlers, tests call them with any client.
+Errors carry an Event reason and whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, Protocol
+
+from pydantic import ValidationError
+
+from . import APP_NAME_LABEL
+from . import reconcile as rec
+from .admission import pydantic_messages, validate_executor
+from .client import ApiError, KubeClient
+from .models import SpinApp, SpinAppExecutor
+from .rtconfig import RUNTIME_CONFIG_KEY, RuntimeConfigError, ValueRef, references
+
+log = logging.getLogger("wasmlet.kube")
+
+AUTOSCALER_KINDS = ("HorizontalPodAutoscaler", "ScaledObject")
+
+
+class Recorder(Protocol):
+    """Posts Kubernetes Events about an object."""
+
+    def warn(self, body: Mapping[str, Any], reason: str, message: str) -> None: ...
+
+    def info(self, body: Mapping[str, Any], reason: str, message: str) -> None: ...
+
+
+class ControllerError(Exception):
+    """Reconciling failed; `reason` is the Event reason, `retry` whether time may fix it."""
+
+    def __init__(self, reason: str, message: str, retry: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry = retry
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def default_ca_bundle() -> str | None:
+    """The CA bundle for `installDefaultCACerts` (Mozilla's, via certifi)."""
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - certifi comes with httpx
+        return None
+    with open(certifi.where()) as f:
+        return f.read()
+
+
+@dataclass
+class Controller:
+    client: KubeClient
+    recorder: Recorder
+    ca_bundle: Callable[[], str | None] = default_ca_bundle
+    now: Callable[[], str] = _now
+    #: pod problems per app: (namespace, app) -> {pod: [problem, …]}
+    problems: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+
+    # -- SpinApp -------------------------------------------------------------------------
+
+    def _fail(self, body: Mapping[str, Any], reason: str, message: str, retry: bool) -> NoReturn:
+        self.recorder.warn(body, reason, message)
+        raise ControllerError(reason, message, retry)
+
+    async def _executor(self, app: SpinApp, body: Mapping[str, Any]) -> SpinAppExecutor:
+        name = app.spec.executor
+        raw = await self.client.get("SpinAppExecutor", app.namespace, name) if name else None
+        if raw is None:
+            await self._patch_status(
+                app, rec.status(app, None, self.now()) | {"activeScheduler": None}
+            )
+            self._fail(
+                body,
+                "MissingExecutor",
+                f"SpinAppExecutor {name!r} not found in namespace {app.namespace}; "
+                "the app is deployed once it exists",
+                retry=True,
+            )
+        try:
+            executor = SpinAppExecutor.model_validate(raw)
+        except ValidationError as e:
+            self._fail(body, "InvalidExecutor", "; ".join(pydantic_messages(e, name or "")), True)
+        errors = validate_executor(executor.spec)
+        if errors:
+            self._fail(body, "InvalidExecutor", f"executor {name!r}: {'; '.join(errors)}", True)
+        return executor
+
+    async def _resolve(self, app: SpinApp, body: Mapping[str, Any]) -> dict[ValueRef, str]:
+        config = app.spec.runtime_config
+        if config is not None and config.load_from_secret:
+            secret = await self.client.get("Secret", app.namespace, config.load_from_secret)
+            if secret is None or RUNTIME_CONFIG_KEY not in (secret.get("data") or {}):
+                self.recorder.warn(
+                    body,
+                    "BadRuntimeConfig",
+                    f"runtimeConfig.loadFromSecret: Secret {config.load_from_secret!r} "
+                    f"has no key {RUNTIME_CONFIG_KEY}; the app starts without runtime config",
+                )
+            return {}
+        resolved: dict[ValueRef, str] = {}
+        fetched: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for ref in references(config):
+            if (ref.kind, ref.name) not in fetched:
+                fetched[ref.kind, ref.name] = await self.client.get(
+                    ref.kind, app.namespace, ref.name
+                )
+            obj = fetched[ref.kind, ref.name] or {}
+            if ref.kind == "Secret":
+                raw = (obj.get("data") or {}).get(ref.key)
+                if raw is not None:
+                    resolved[ref] = base64.b64decode(raw).decode()
+            else:
+                value = (obj.get("data") or {}).get(ref.key)
+                if value is not None:
+                    resolved[ref] = value
+        return resolved
+
+    async def reconcile(self, body: Mapping[str, Any]) -> rec.Desired:
+        """Make the cluster match one SpinApp; raise ControllerError (after an Event)."""
+        try:
+            app = SpinApp.model_validate(dict(body))
+        except ValidationError as e:
+            self._fail(body, "InvalidSpec", "; ".join(pydantic_messages(e, "SpinApp")), False)
+        executor = await self._executor(app, body)
+        resolved = await self._resolve(app, body)
+        try:
+            desired = rec.desired(app, executor, resolved, self.ca_bundle())
+        except RuntimeConfigError as e:
+            self._fail(body, "BadRuntimeConfig", str(e), retry=True)
+        except rec.ReconcileError as e:
+            self._fail(body, e.reason, str(e), retry=False)
+        await self._apply(app, body, desired)
+        await self._cleanup(app, desired)
+        await self.refresh_status(app.namespace, app.name)
+        return desired
+
+    async def _apply(self, app: SpinApp, body: Mapping[str, Any], desired: rec.Desired) -> None:
+        for obj in desired.objects():
+            try:
+                await self.client.apply(obj)
+            except ApiError as e:
+                if obj["kind"] == "ScaledObject" and e.status == 404:
+                    self._fail(
+                        body,
+                        "AutoscalerUnavailable",
+                        "spec.autoscaler.type keda: KEDA is not installed (no keda.sh/v1alpha1 "
+                        "ScaledObject API); install KEDA or use type: hpa",
+                        retry=True,
+                    )
+                raise
+        if desired.deployment is None:
+            await self.client.delete("Deployment", app.namespace, app.name)
+
+    async def _owned(self, kind: str, app: SpinApp, name: str) -> bool:
+        try:
+            obj = await self.client.get(kind, app.namespace, name)
+        except ApiError:
+            return False
+        uid = app.metadata.get("uid")
+        owners = (obj or {}).get("metadata", {}).get("ownerReferences") or []
+        return any(o.get("uid") == uid for o in owners)
+
+    async def _cleanup(self, app: SpinApp, desired: rec.Desired) -> None:
+        """Remove what this app owned and no longer wants: old runtime configs, autoscalers."""
+        current = desired.runtime_config["metadata"]["name"] if desired.runtime_config else None
+        selector = (
+            f"{APP_NAME_LABEL}={app.name},{rec.COMPONENT_LABEL}={rec.RUNTIME_CONFIG_COMPONENT}"
+        )
+        for secret in await self.client.list("Secret", app.namespace, selector):
+            name = secret["metadata"]["name"]
+            if name != current:
+                await self.client.delete("Secret", app.namespace, name)
+        wanted = desired.autoscaler["kind"] if desired.autoscaler else None
+        name = f"{app.name}-autoscaler"
+        for kind in AUTOSCALER_KINDS:
+            if kind != wanted and await self._owned(kind, app, name):
+                await self.client.delete(kind, app.namespace, name)
+
+    # -- status --------------------------------------------------------------------------
+
+    async def _patch_status(self, app: SpinApp, status: dict[str, Any]) -> None:
+        old = app.status.dump() if app.status is not None else {}
+        if any(old.get(k) != v for k, v in status.items()):
+            await self.client.patch_status("SpinApp", app.namespace, app.name, status)
+
+    async def refresh_status(self, namespace: str, name: str) -> None:
+        """Recompute a SpinApp's status from the current Deployment and pod problems.
+
+        Serialized per app and read fresh inside the lock, so a slow reconcile can never
+        overwrite the status a newer Deployment event wrote.
+        """
+        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
+        async with lock:
+            app = await self._app(namespace, name)
+            if app is None:
+                self._locks.pop((namespace, name), None)
+                return
+            deployment = await self.client.get("Deployment", namespace, name)
+            pods = self.problems.get((namespace, name), {})
+            problems = [p for found in pods.values() for p in found]
+            await self._patch_status(app, rec.status(app, deployment, self.now(), problems))
+
+    async def _app(self, namespace: str, name: str) -> SpinApp | None:
+        raw = await self.client.get("SpinApp", namespace, name)
+        if raw is None:
+            return None
+        try:
+            return SpinApp.model_validate(raw)
+        except ValidationError:
+            return None
+
+    async def deployment_changed(self, body: Mapping[str, Any]) -> None:
+        """A Deployment of ours changed: copy its state into the SpinApp's status."""
+        meta = body.get("metadata", {})
+        await self.refresh_status(meta.get("namespace", ""), meta.get("labels", {})[APP_NAME_LABEL])
+
+    async def pod_changed(self, body: Mapping[str, Any], deleted: bool) -> None:
+        """Surface image pull errors and crash loops in status and as Events."""
+        meta = body.get("metadata", {})
+        key = (meta.get("namespace", ""), meta.get("labels", {})[APP_NAME_LABEL])
+        pods = self.problems.setdefault(key, {})
+        before = pods.get(meta.get("name", ""), [])
+        now = [] if deleted else rec.pod_problems(body)
+        if now == before:
+            return
+        if now:
+            pods[meta.get("name", "")] = now
+        else:
+            pods.pop(meta.get("name", ""), None)
+        if not pods:
+            self.problems.pop(key, None)
+        app = await self._app(*key)
+        if app is None:
+            return
+        for problem in now:
+            if problem not in before:
+                self.recorder.warn(app.model_dump(by_alias=True), problem.split(":", 1)[0], problem)
+        await self.refresh_status(*key)
+
+    # -- SpinAppExecutor -----------------------------------------------------------------
+
+    async def executor_changed(self, namespace: str, apps: list[str]) -> list[str]:
+        """Re-reconcile the apps of a created/changed executor; the names that failed."""
+        failed = []
+        for name in sorted(apps):
+            body = await self.client.get("SpinApp", namespace, name)
+            if body is None:
+                continue
+            try:
+                await self.reconcile(body)
+            except ControllerError:
+                failed.append(name)
+        return failed
+
+    def executor_deletable(self, body: Mapping[str, Any], apps: list[str]) -> None:
+        """Refuse (Event + retryable error) while SpinApps still use the executor."""
+        if apps:
+            listed = ", ".join(sorted(apps))
+            self._fail(
+                body,
+                "ExecutorInUse",
+                f"SpinAppExecutor is used by SpinApp(s) {listed}; delete or move them first",
+                retry=True,
+            )

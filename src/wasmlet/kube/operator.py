@@ -1,0 +1,230 @@
+"""The kopf operator: thin handlers that hand each event to `controller.Controller`.
+
+`run()` is what `wasmlet kube operator` (and `kopf run`) does. `build_registry()` makes a fresh
+registry per operator, so tests and benchmarks can run one against kmock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from . import APP_NAME_LABEL, FINALIZER, GROUP, VERSION
+from . import admission as adm
+from .client import KubeClient
+from .controller import Controller, ControllerError
+from .models import SpinAppExecutorSpec
+
+log = logging.getLogger("wasmlet.kube")
+
+APPS = (GROUP, VERSION, "spinapps")
+EXECUTORS = (GROUP, VERSION, "spinappexecutors")
+ANNOTATION_PREFIX = "operator.wasmlet.dev"
+WEBHOOK_IDS = {
+    "mutate_spinapp": "mutate-spinapp",
+    "validate_spinapp": "validate-spinapp",
+    "validate_executor": "validate-spinappexecutor",
+}
+
+
+class KopfRecorder:
+    """Events through kopf's posting queue (batched, retried, in the operator's loop)."""
+
+    def warn(self, body: Mapping[str, Any], reason: str, message: str) -> None:
+        kopf.warn(dict(body), reason=reason, message=message[:1024])
+
+    def info(self, body: Mapping[str, Any], reason: str, message: str) -> None:
+        kopf.info(dict(body), reason=reason, message=message[:1024])
+
+
+@dataclass
+class OperatorConfig:
+    server: str | None = None  # None: kubeconfig / in-cluster
+    namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
+    retry_delay: float = 10.0  # seconds before a retryable failure is retried
+    webhook: kopf.WebhookServer | None = None
+    watch_pods: bool = True
+    liveness: str | None = None  # e.g. http://0.0.0.0:8080/healthz
+
+
+def _raise(e: ControllerError, delay: float) -> None:
+    if e.retry:
+        raise kopf.TemporaryError(str(e), delay=delay) from None
+    raise kopf.PermanentError(str(e)) from None
+
+
+def _executor_specs(index: kopf.Index, namespace: str) -> dict[str, SpinAppExecutorSpec]:
+    specs = {}
+    for name, spec in index.get(namespace, []):
+        try:
+            specs[name] = SpinAppExecutorSpec.model_validate(spec)
+        except ValueError:
+            continue
+    return specs
+
+
+def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.OperatorRegistry:
+    """Register every handler; `state["controller"]` is set at startup."""
+    registry = kopf.OperatorRegistry()
+    on = kopf.on
+
+    def controller() -> Controller:
+        return state["controller"]  # type: ignore[no-any-return]
+
+    @on.startup(id="connect", registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=ANNOTATION_PREFIX
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.WARNING  # only our warnings become Events
+        settings.peering.standalone = True
+        settings.execution.max_workers = 4
+        if config.webhook is not None:
+            settings.admission.server = config.webhook
+        client = await KubeClient.connect(config.server)
+        state["controller"] = Controller(client, KopfRecorder())
+
+    @on.cleanup(id="disconnect", registry=registry)
+    async def cleanup(**_: Any) -> None:
+        ctl = state.pop("controller", None)
+        if ctl is not None:
+            await ctl.client.close()
+
+    if config.server is not None:
+
+        @on.login(id="login", registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=config.server or "", insecure=True)
+
+    # -- indices (in memory, kept current by kopf's watches) ---------------------------
+
+    @kopf.index(*APPS, id="apps_by_executor", registry=registry)
+    def apps_by_executor(namespace: str, name: str, spec: Mapping[str, Any], **_: Any) -> Any:
+        return {(namespace, spec.get("executor")): name}
+
+    @kopf.index(*EXECUTORS, id="executors", registry=registry)
+    def executors(namespace: str, name: str, spec: Mapping[str, Any], **_: Any) -> Any:
+        return {namespace: (name, dict(spec))}
+
+    # -- SpinApp -------------------------------------------------------------------------
+
+    @on.resume(*APPS, id="spinapp", registry=registry)
+    @on.create(*APPS, id="spinapp", registry=registry)
+    @on.update(*APPS, id="spinapp", registry=registry)
+    async def app_changed(body: kopf.Body, **_: Any) -> None:
+        try:
+            await controller().reconcile(body)
+        except ControllerError as e:
+            _raise(e, config.retry_delay)
+
+    @on.event("apps", "v1", "deployments", labels={APP_NAME_LABEL: kopf.PRESENT},
+              id="deployment-status", registry=registry)  # fmt: skip
+    async def deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+        if type in ("ADDED", "MODIFIED", None):
+            await controller().deployment_changed(body)
+
+    if config.watch_pods:
+
+        @on.event("", "v1", "pods", labels={APP_NAME_LABEL: kopf.PRESENT},
+                  id="pod-errors", registry=registry)  # fmt: skip
+        async def pod_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+            await controller().pod_changed(body, deleted=type == "DELETED")
+
+    # -- SpinAppExecutor -----------------------------------------------------------------
+
+    @on.resume(*EXECUTORS, id="executor", registry=registry)
+    @on.create(*EXECUTORS, id="executor", registry=registry)
+    @on.update(*EXECUTORS, id="executor", registry=registry)
+    async def executor_changed(
+        namespace: str, name: str, apps_by_executor: kopf.Index, **_: Any
+    ) -> None:
+        apps = list(apps_by_executor.get((namespace, name), []))
+        failed = await controller().executor_changed(namespace, apps)
+        if failed:
+            log.warning("executor %s/%s: apps not reconciled: %s", namespace, name, failed)
+
+    @on.delete(*EXECUTORS, id="executor-in-use", registry=registry)
+    async def executor_deleted(
+        body: kopf.Body, namespace: str, name: str, apps_by_executor: kopf.Index, **_: Any
+    ) -> None:
+        try:
+            controller().executor_deletable(body, list(apps_by_executor.get((namespace, name), [])))
+        except ControllerError as e:
+            _raise(e, config.retry_delay)
+
+    if config.webhook is not None:
+        _register_admission(registry)
+    return registry
+
+
+def _register_admission(registry: kopf.OperatorRegistry) -> None:
+    """The webhooks (served by `OperatorConfig.webhook`; configured in deploy/webhook)."""
+    on = kopf.on
+
+    @on.mutate(*APPS, id=WEBHOOK_IDS["mutate_spinapp"], operations=["CREATE", "UPDATE"],
+               registry=registry)  # fmt: skip
+    def mutate_spinapp(
+        spec: Mapping[str, Any], namespace: str, patch: kopf.Patch, executors: kopf.Index, **_: Any
+    ) -> None:
+        known = dict(executors.get(namespace, []))
+        for key, value in adm.defaults(spec, known).items():
+            patch.spec[key] = value
+
+    @on.validate(*APPS, id=WEBHOOK_IDS["validate_spinapp"], operations=["CREATE", "UPDATE"],
+                 registry=registry)  # fmt: skip
+    def validate_spinapp(body: kopf.Body, namespace: str, executors: kopf.Index, **_: Any) -> None:
+        errors = adm.validate_app_body(body, _executor_specs(executors, namespace))
+        if errors:
+            raise kopf.AdmissionError("; ".join(errors), code=422)
+
+    @on.validate(*EXECUTORS, id=WEBHOOK_IDS["validate_executor"],
+                 operations=["CREATE", "UPDATE", "DELETE"], registry=registry)  # fmt: skip
+    def validate_executor(
+        body: kopf.Body,
+        namespace: str,
+        name: str,
+        operation: str | None,
+        apps_by_executor: kopf.Index,
+        **_: Any,
+    ) -> None:
+        if operation == "DELETE":
+            apps = sorted(apps_by_executor.get((namespace, name), []))
+            if apps:
+                raise kopf.AdmissionError(
+                    f"SpinAppExecutor {name} is used by SpinApp(s) {', '.join(apps)}", code=409
+                )
+            return
+        errors = adm.validate_executor_body(body)
+        if errors:
+            raise kopf.AdmissionError("; ".join(errors), code=422)
+
+
+async def run(config: OperatorConfig, stop_flag: Any = None, ready_flag: Any = None) -> None:
+    """Run the operator until `stop_flag` is set (or forever)."""
+    state: dict[str, Any] = {}
+    registry = build_registry(config, state)
+    await kopf.operator(
+        registry=registry,
+        clusterwide=not config.namespaces,
+        namespaces=config.namespaces,
+        standalone=True,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+        liveness_endpoint=config.liveness,
+    )
+
+
+def main(config: OperatorConfig) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run(config))
+    return 0

@@ -1,0 +1,475 @@
+"""Pure reconcile: SpinApp + executor -> the objects the operator applies, and status.
+
+Same labels, selectors, env, probes and volumes as SpinKube's spin-operator, so a SpinApp
+behaves the same under either operator. Nothing here talks to the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import APP_NAME_LABEL, FIELD_MANAGER, ready_label
+from .autoscaling import AutoscalerSpec
+from .autoscaling import render as render_autoscaler
+from .models import HealthProbe, SpinApp, SpinAppExecutor
+from .quantity import parse_bytes
+from .rtconfig import RUNTIME_CONFIG_KEY, ValueRef, render, secret_name
+
+HTTP_PORT = 80
+PORT_NAME = "http-app"
+RUNTIME_CONFIG_VOLUME = "spin-runtime-config"
+RUNTIME_CONFIG_PATH = "/runtime-config.toml"
+CA_VOLUME = "spin-ca"
+CA_KEY = "ca-certificates.crt"
+CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
+DEFAULT_CA_SECRET = "spin-ca"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+RUNTIME_CONFIG_COMPONENT = "runtime-config"
+OTEL_ENV = {
+    "exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "exporter_otlp_traces_endpoint": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "exporter_otlp_metrics_endpoint": "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "exporter_otlp_logs_endpoint": "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+}
+
+
+class ReconcileError(ValueError):
+    """The SpinApp cannot be turned into objects (reason is an Event reason)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Everything the operator wants to exist for one SpinApp."""
+
+    service: dict[str, Any]
+    deployment: dict[str, Any] | None  # None: the executor does not want one (delete it)
+    runtime_config: dict[str, Any] | None  # None: `loadFromSecret` names the user's Secret
+    ca_secret: dict[str, Any] | None
+    autoscaler: dict[str, Any] | None
+
+    def objects(self) -> list[dict[str, Any]]:
+        """In apply order: secrets before the Deployment that mounts them."""
+        found = [
+            self.runtime_config,
+            self.ca_secret,
+            self.deployment,
+            self.service,
+            self.autoscaler,
+        ]
+        return [o for o in found if o is not None]
+
+
+def owner_reference(app: SpinApp) -> dict[str, Any]:
+    return {
+        "apiVersion": app.api_version,
+        "kind": "SpinApp",
+        "name": app.name,
+        "uid": str(app.metadata.get("uid", "")),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(
+    app: SpinApp, name: str, annotations: Mapping[str, str] | None = None, **labels: str
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": app.namespace,
+        "labels": {APP_NAME_LABEL: app.name, "app.kubernetes.io/managed-by": FIELD_MANAGER}
+        | labels,
+        "ownerReferences": [owner_reference(app)],
+    }
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def selector_labels(app: str) -> dict[str, str]:
+    return {APP_NAME_LABEL: app, ready_label(app): "ready"}
+
+
+def selector_string(app: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(app).items()))
+
+
+def _probe(probe: HealthProbe | None) -> dict[str, Any] | None:
+    if probe is None or probe.http_get is None:
+        return None
+    get: dict[str, Any] = {"path": probe.http_get.path, "port": HTTP_PORT}
+    if probe.http_get.http_headers:
+        get["httpHeaders"] = [h.dump() for h in probe.http_get.http_headers]
+    return {
+        "httpGet": get,
+        "initialDelaySeconds": probe.initial_delay_seconds,
+        "timeoutSeconds": probe.timeout_seconds,
+        "periodSeconds": probe.period_seconds,
+        "successThreshold": probe.success_threshold,
+        "failureThreshold": probe.failure_threshold,
+    }
+
+
+def variable_env_name(name: str) -> str:
+    return f"SPIN_VARIABLE_{name.upper()}"
+
+
+def _env(app: SpinApp, executor: SpinAppExecutor) -> list[dict[str, Any]]:
+    spec = app.spec
+    env: list[dict[str, Any]] = []
+    for var in spec.variables or []:
+        item: dict[str, Any] = {"name": variable_env_name(var.name)}
+        if var.value_from is not None:
+            item["valueFrom"] = var.value_from
+        else:
+            item["value"] = var.value or ""
+        env.append(item)
+    env.append({"name": "SPIN_HTTP_LISTEN_ADDR", "value": f"0.0.0.0:{HTTP_PORT}"})
+    config = executor.spec.deployment_config
+    if config is not None and config.otel is not None:
+        otel = config.otel.model_dump()
+        env += [{"name": OTEL_ENV[k], "value": v} for k, v in otel.items() if v]
+    if spec.components:
+        env.append({"name": "SPIN_COMPONENTS_TO_RETAIN", "value": ",".join(spec.components)})
+    memory = (spec.invocation_limits or {}).get("memory")
+    if memory is not None:
+        try:
+            env.append({"name": "SPIN_MAX_INSTANCE_MEMORY", "value": str(parse_bytes(memory))})
+        except ValueError as e:
+            raise ReconcileError(
+                "InvalidInvocationLimits", f"invocationLimits.memory: {e}"
+            ) from None
+    return env + list(spec.env or [])
+
+
+def _app_container(
+    app: SpinApp, executor: SpinAppExecutor, has_ca: bool, runtime_config: bool
+) -> dict[str, Any]:
+    spec = app.spec
+    config = executor.spec.deployment_config
+    container: dict[str, Any] = {"name": app.name}
+    if config is not None and config.spin_image:
+        args = ["up", "--listen", f"0.0.0.0:{HTTP_PORT}", "-f", spec.image]
+        args += ["--runtime-config-file", RUNTIME_CONFIG_PATH]
+        for component in spec.components or []:
+            args += ["--component-id", component]
+        container |= {"image": config.spin_image, "args": args}
+    else:
+        container |= {"image": spec.image, "command": ["/"]}
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    container["ports"] = [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}]
+    container["env"] = _env(app, executor)
+    if spec.resources is not None:
+        resources = spec.resources.dump()
+        if resources:
+            container["resources"] = resources
+    mounts = list(spec.volume_mounts or [])
+    if runtime_config:
+        mounts.append(
+            {
+                "name": RUNTIME_CONFIG_VOLUME,
+                "mountPath": RUNTIME_CONFIG_PATH,
+                "subPath": RUNTIME_CONFIG_KEY,
+                "readOnly": True,
+            }
+        )
+    if has_ca:
+        mounts.append(
+            {"name": CA_VOLUME, "mountPath": CA_PATH, "subPath": CA_KEY, "readOnly": True}
+        )
+    if mounts:
+        container["volumeMounts"] = mounts
+    checks = spec.checks
+    for field, probe in (
+        ("readinessProbe", checks.readiness if checks else None),
+        ("livenessProbe", checks.liveness if checks else None),
+    ):
+        rendered = _probe(probe)
+        if rendered is not None:
+            container[field] = rendered
+    return container
+
+
+def _ca_secret_name(executor: SpinAppExecutor) -> str | None:
+    config = executor.spec.deployment_config
+    if config is None:
+        return None
+    if config.ca_cert_secret:
+        return config.ca_cert_secret
+    return DEFAULT_CA_SECRET if config.install_default_ca_certs else None
+
+
+def deployment(
+    app: SpinApp, executor: SpinAppExecutor, runtime_config_secret: str
+) -> dict[str, Any]:
+    spec = app.spec
+    config = executor.spec.deployment_config
+    ca = _ca_secret_name(executor)
+    volumes = list(spec.volumes or [])
+    volumes.append(
+        {
+            "name": RUNTIME_CONFIG_VOLUME,
+            "secret": {"secretName": runtime_config_secret, "optional": True},
+        }
+    )
+    if ca is not None:
+        volumes.append({"name": CA_VOLUME, "secret": {"secretName": ca, "optional": True}})
+    pod: dict[str, Any] = {}
+    if config is not None and config.runtime_class_name:
+        pod["runtimeClassName"] = config.runtime_class_name
+    if spec.service_account_name:
+        pod["serviceAccountName"] = spec.service_account_name
+    pod["containers"] = [_app_container(app, executor, ca is not None, True)]
+    pod["containers"] += list(spec.containers or [])
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = list(spec.image_pull_secrets)
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = list(spec.tolerations)
+    if spec.affinity:
+        pod["affinity"] = spec.affinity
+    pod["volumes"] = volumes
+    template_meta: dict[str, Any] = {
+        "labels": dict(spec.pod_labels or {}) | selector_labels(app.name)
+    }
+    if spec.pod_annotations:
+        template_meta["annotations"] = dict(spec.pod_annotations)
+    body: dict[str, Any] = {}
+    if not spec.enable_autoscaling:
+        body["replicas"] = spec.replicas if spec.replicas is not None else 1
+    body["selector"] = {"matchLabels": selector_labels(app.name)}
+    body["template"] = {"metadata": template_meta, "spec": pod}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(app, app.name, spec.deployment_annotations),
+        "spec": body,
+    }
+
+
+def service(app: SpinApp) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(app, app.name, app.spec.service_annotations),
+        "spec": {
+            "type": "ClusterIP",
+            "ports": [
+                {"name": PORT_NAME, "port": HTTP_PORT, "protocol": "TCP", "targetPort": PORT_NAME}
+            ],
+            "selector": {ready_label(app.name): "ready"},
+        },
+    }
+
+
+def runtime_config_secret(app: SpinApp, toml: str) -> dict[str, Any]:
+    name = secret_name(app.name, toml)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(app, name, **{COMPONENT_LABEL: RUNTIME_CONFIG_COMPONENT}),
+        "type": "Opaque",
+        "stringData": {RUNTIME_CONFIG_KEY: toml},
+    }
+
+
+def ca_secret(executor: SpinAppExecutor, namespace: str, bundle: str) -> dict[str, Any]:
+    """Secret `spin-ca`: shared by the executor's apps in a namespace, so owned by the executor."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": DEFAULT_CA_SECRET,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER},
+            "ownerReferences": [
+                {
+                    "apiVersion": executor.api_version,
+                    "kind": "SpinAppExecutor",
+                    "name": executor.name,
+                    "uid": str(executor.metadata.get("uid", "")),
+                }
+            ],
+        },
+        "type": "Opaque",
+        "stringData": {CA_KEY: bundle},
+    }
+
+
+def autoscaler(app: SpinApp) -> dict[str, Any] | None:
+    """The operator-owned HPA or ScaledObject for `spec.autoscaler` (never both)."""
+    wanted = app.spec.autoscaler
+    if wanted is None or not app.spec.enable_autoscaling:
+        return None
+    zero = wanted.scale_to_zero
+    minimum = wanted.min_replicas
+    if minimum is None:
+        minimum = 0 if zero is not None and zero.enabled else 1
+    spec = AutoscalerSpec(
+        kind=wanted.type,
+        name=f"{app.name}-autoscaler",
+        namespace=app.namespace,
+        app=app.name,
+        min_replicas=minimum,
+        max_replicas=wanted.max_replicas,
+        cpu_utilization=wanted.cpu_utilization,
+        memory_utilization=wanted.memory_utilization,
+        cooldown_period=zero.cooldown_period_seconds if zero is not None else None,
+        polling_interval=zero.polling_interval_seconds if zero is not None else None,
+        extra_triggers=list(wanted.triggers or []),
+    )
+    obj = render_autoscaler(spec)
+    obj["metadata"] = _metadata(app, spec.name)
+    return obj
+
+
+def desired(
+    app: SpinApp,
+    executor: SpinAppExecutor,
+    resolved: Mapping[ValueRef, str] | None = None,
+    ca_bundle: str | None = None,
+) -> Desired:
+    """What should exist for `app` run by `executor`.
+
+    `resolved` holds the ConfigMap/Secret values the runtime config references
+    (`rtconfig.references`); `ca_bundle` the PEM bundle for `installDefaultCACerts`.
+    """
+    config = app.spec.runtime_config
+    secret: dict[str, Any] | None = None
+    if config is not None and config.load_from_secret:
+        secret_ref = config.load_from_secret
+    else:
+        secret = runtime_config_secret(app, render(config, resolved))
+        secret_ref = secret["metadata"]["name"]
+    ca: dict[str, Any] | None = None
+    exec_config = executor.spec.deployment_config
+    if (
+        exec_config is not None
+        and exec_config.install_default_ca_certs
+        and not exec_config.ca_cert_secret
+        and ca_bundle
+    ):
+        ca = ca_secret(executor, app.namespace, ca_bundle)
+    make_deployment = executor.spec.create_deployment
+    return Desired(
+        service=service(app),
+        deployment=deployment(app, executor, secret_ref) if make_deployment else None,
+        runtime_config=secret,
+        ca_secret=ca if make_deployment else None,
+        autoscaler=autoscaler(app) if make_deployment else None,
+    )
+
+
+# -- status -------------------------------------------------------------------------------
+
+WATCHED_CONDITIONS = ("Available", "Progressing")
+POD_ERRORS = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
+
+
+def pod_problems(pod: Mapping[str, Any]) -> list[str]:
+    """Why a pod's containers cannot run (image pull errors, crash loops), one line each."""
+    problems = []
+    name = pod.get("metadata", {}).get("name", "?")
+    status = pod.get("status") or {}
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason in POD_ERRORS:
+            detail = waiting.get("message") or reason
+            problems.append(f"{reason}: pod {name} container {cs.get('name')}: {detail}")
+    return problems
+
+
+def _condition(
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: str,
+    previous: Mapping[str, Mapping[str, Any]],
+    generation: int | None,
+    since: str | None = None,
+) -> dict[str, Any]:
+    old = previous.get(kind)
+    changed = old is None or old.get("status") != status
+    cond = {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": (since or now) if changed else old["lastTransitionTime"],  # type: ignore[index]
+    }
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def status(
+    app: SpinApp,
+    deployment: Mapping[str, Any] | None,
+    now: str,
+    problems: Sequence[str] = (),
+) -> dict[str, Any]:
+    """SpinApp status from its Deployment (conditions copied, as SpinKube does) and pods."""
+    previous = {c["type"]: c for c in (app.status.conditions if app.status else None) or []}
+    generation = app.metadata.get("generation")
+    dep_status = (deployment or {}).get("status") or {}
+    dep_conditions = {c.get("type"): c for c in dep_status.get("conditions") or []}
+    conditions = []
+    for kind in WATCHED_CONDITIONS:
+        found = dep_conditions.get(kind)
+        if deployment is None:
+            cond = _condition(kind, "Unknown", "DeploymentNotFound", "", now, previous, generation)
+        elif found is None:
+            cond = _condition(
+                kind, "Unknown", "Pending", "not reported yet", now, previous, generation
+            )
+        else:
+            cond = _condition(
+                kind,
+                str(found.get("status", "Unknown")),
+                str(found.get("reason") or "Unknown"),
+                str(found.get("message") or ""),
+                now,
+                previous,
+                generation,
+                since=found.get("lastTransitionTime") or found.get("lastUpdateTime"),
+            )
+        conditions.append(cond)
+    if problems:
+        reason = problems[0].split(":", 1)[0]
+        conditions.append(
+            _condition(
+                "ContainersHealthy", "False", reason, "\n".join(problems), now, previous, generation
+            )
+        )
+    elif deployment is not None:
+        conditions.append(
+            _condition("ContainersHealthy", "True", "NoErrors", "", now, previous, generation)
+        )
+    out: dict[str, Any] = {
+        "conditions": conditions,
+        "activeScheduler": app.spec.executor,
+        "readyReplicas": int(dep_status.get("readyReplicas") or 0),
+        "replicas": int(dep_status.get("replicas") or 0),
+        "selector": selector_string(app.name),
+        "serviceName": app.name,
+    }
+    if deployment is not None:
+        out["deploymentName"] = app.name
+    return out
