@@ -86,7 +86,8 @@ class AppRuntime:
 
     def http_executor(self, component_id: str, trigger_id: str) -> Any:
         """The executor for a Spin/wasi:http trigger, chosen by what the component exports."""
-        from .executors.wasi_http import WasiHttpExecutor, handler_exports
+        from .executors.spin_inbound import SpinInboundHttpExecutor
+        from .executors.wasi_http import INBOUND_HTTP, WasiHttpExecutor, handler_exports
 
         prepared = self.prepare(component_id)
         comp = prepared.wasm_component
@@ -108,11 +109,16 @@ class AppRuntime:
                 + ", ".join(handlers)
             )
         export = handlers[0]
-        if not export.startswith("wasi:http/incoming-handler@"):
+        executor_class: type[WasiHttpExecutor] | type[SpinInboundHttpExecutor]
+        if export.startswith("wasi:http/incoming-handler@"):
+            executor_class = WasiHttpExecutor
+        elif export == INBOUND_HTTP:
+            executor_class = SpinInboundHttpExecutor
+        else:
             raise NotSupportedError(
                 f"component {component_id!r}: the {export} handler is not supported yet"
             )
-        return WasiHttpExecutor(
+        return executor_class(
             self.engine,
             comp,
             component_id,

@@ -46,8 +46,9 @@ def handler_exports(export_names: list[str]) -> list[str]:
 CapabilityFactory = Callable[[], dict[str, Any]]
 
 
-class WasiHttpExecutor:
-    """Serves requests with a component's `incoming-handler`, one instance per request."""
+class ComponentExecutor:
+    """What every component executor shares: linking, a fresh store per request, and the
+    per-instance host state."""
 
     def __init__(
         self,
@@ -68,10 +69,12 @@ class WasiHttpExecutor:
         self.capabilities = capabilities
         self.linker = build_linker(engine.engine, component, host_interfaces)
         iface = component.get_export_index(export)
-        func = component.get_export_index("handle", iface) if iface is not None else None
+        func = component.get_export_index(self.entry, iface) if iface is not None else None
         if func is None:
-            raise EngineError(f"component {component_id!r}: export {export} has no `handle`")
+            raise EngineError(f"component {component_id!r}: export {export} has no `{self.entry}`")
         self.handle_index = func
+
+    entry = "handle"
 
     def _store(self) -> wasmtime.Store:
         store = wasmtime.Store(self.engine.engine)
@@ -86,11 +89,26 @@ class WasiHttpExecutor:
         store.set_wasi(wasi)
         return store
 
-    def handle(self, request: HttpRequest, match: RouteMatch) -> HttpResponse:
-        store = self._store()
+    def _state(self) -> InstanceState:
         state = InstanceState(self.component_id, self.capabilities())
         timeout = self.engine.settings.request_timeout
         state.deadline = time.monotonic() + timeout if timeout > 0 else None  # type: ignore[attr-defined]
+        return state
+
+    def _log_failure(self, error: Exception) -> None:
+        text = str(getattr(error, "cause", None) or error)
+        if "interrupt" in text.lower() or "deadline" in text:
+            log.error("component %s timed out", self.component_id)
+        else:
+            log.error("component %s trapped: %s", self.component_id, _trap_summary(text))
+
+
+class WasiHttpExecutor(ComponentExecutor):
+    """Serves requests with a component's `incoming-handler`, one instance per request."""
+
+    def handle(self, request: HttpRequest, match: RouteMatch) -> HttpResponse:
+        store = self._store()
+        state = self._state()
         headers = [(k, v.encode("latin-1")) for k, v in forwarded_headers(request)]
         headers += [(k, v.encode("latin-1")) for k, v in spin_headers(request, match)]
         incoming = IncomingRequest(
@@ -122,12 +140,7 @@ class WasiHttpExecutor:
         return self._response(outparam)
 
     def _failed(self, error: Exception, outparam: ResponseOutparam) -> HttpResponse:
-        cause = getattr(error, "cause", None)
-        message = str(cause or error).strip().splitlines()[0] if str(cause or error).strip() else ""
-        if "interrupt" in str(error).lower() or "deadline" in message:
-            log.error("component %s timed out", self.component_id)
-        else:
-            log.error("component %s trapped: %s", self.component_id, message)
+        self._log_failure(error)
         response = outparam.response
         if response is not None and response.body is not None and response.body.stream.size:
             # The response had started: send what was written, then cut the body short.
@@ -155,6 +168,13 @@ class WasiHttpExecutor:
                 "component %s dropped the response body without finishing it", self.component_id
             )
         return HttpResponse(resp.status, _decode(resp.headers.entries), data, truncated=truncated)
+
+
+def _trap_summary(text: str) -> str:
+    """The informative part of a wasmtime error: what follows "Caused by:", else line one."""
+    head, sep, cause = text.partition("Caused by:")
+    lines = [line.strip() for line in (cause if sep else head).splitlines() if line.strip()]
+    return "; ".join(lines) if lines else "unknown error"
 
 
 def _decode(entries: list[tuple[str, bytes]]) -> list[tuple[str, str]]:

@@ -30,7 +30,8 @@ from .io import (
 # wasmtime 50's native WASI is at 0.2.x; a definition at the highest 0.2 patch serves
 # guests importing any 0.2.x by semver. The 2023-11-10 release candidate is a separate name.
 NATIVE_VERSION = "0.2.12"
-VERSIONS = (NATIVE_VERSION,)
+RC_VERSION = "0.2.0-rc-2023-11-10"
+VERSIONS = (NATIVE_VERSION, RC_VERSION)
 
 stdin_iface = Interface("wasi:cli/stdin")
 stdout_iface = Interface("wasi:cli/stdout")
@@ -132,6 +133,8 @@ def _provided(name: str, extra: list[Interface]) -> bool:
         return True
     if version.startswith("0.2.") and "-" not in version:
         return base.startswith(NATIVE_PREFIXES) or any(i.name == base for i in WASI_INTERFACES)
+    if version == RC_VERSION:  # only wasmlet's own pieces exist at the release candidate
+        return any(i.name == base for i in WASI_INTERFACES)
     return False
 
 

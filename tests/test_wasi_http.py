@@ -1,0 +1,192 @@
+"""wasi:http components and Spin inbound-http components through the real server.
+
+The small components are built from WAT in guests/components (see guests/build_components.py)
+and committed under tests/fixtures/components.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import FIXTURES, Server, run_cli, start_server, write_app
+
+COMPONENTS = FIXTURES / "components"
+
+APP = """
+spin_manifest_version = 2
+[application]
+name = "components"
+version = "2.0.0"
+
+[[trigger.http]]
+route = "/hello"
+component = "hello"
+
+[[trigger.http]]
+route = "/hello-023"
+component = "hello-023"
+
+[[trigger.http]]
+route = "/hello-rc"
+component = "hello-rc"
+
+[[trigger.http]]
+route = "/echo/:name/..."
+component = "echo"
+
+[[trigger.http]]
+route = "/trap"
+component = "trap"
+
+[[trigger.http]]
+route = "/no-response"
+component = "no-response"
+
+[[trigger.http]]
+route = "/inbound/..."
+component = "inbound"
+executor = { type = "spin" }
+
+[component.hello]
+source = "{c}/hello.wasm"
+[component.hello-023]
+source = "{c}/hello-0.2.3.wasm"
+[component.hello-rc]
+source = "{c}/hello-rc.wasm"
+[component.echo]
+source = "{c}/echo.wasm"
+[component.trap]
+source = "{c}/trap-mid-body.wasm"
+[component.no-response]
+source = "{c}/no-response.wasm"
+[component.inbound]
+source = "{c}/inbound-http.wasm"
+""".replace("{c}", str(COMPONENTS))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    app = write_app(tmp_path_factory.mktemp("components"), APP)
+    s = start_server(app, "--request-timeout", "5", cache_dir=tmp_path_factory.mktemp("cache"))
+    yield s
+    s.stop(signal.SIGKILL)
+
+
+@pytest.mark.parametrize("route", ["/hello", "/hello-023", "/hello-rc"])
+def test_hello_at_every_interface_version(server: Server, route: str) -> None:
+    r = server.get(route)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/plain"
+    assert r.text == "Hello, wasi:http!"
+
+
+def parse_echo(text: str) -> tuple[str, list[tuple[str, str]], str]:
+    head, _, body = text.partition("\n\n")
+    first, *header_lines = head.split("\n")
+    headers = [tuple(h.split(": ", 1)) for h in header_lines]
+    return first, headers, body  # type: ignore[return-value]
+
+
+def test_request_shape_and_exact_spin_headers(server: Server) -> None:
+    r = server.request(
+        "PUT", "/echo/ada/rest/of/path?q=1&r=2", content=b"the body", headers={"X-Custom": "yes"}
+    )
+    assert r.status_code == 200
+    first, headers, body = parse_echo(r.text)
+    assert first == "PUT /echo/ada/rest/of/path?q=1&r=2"
+    assert body == "the body"
+    h = dict(headers)
+    assert h["x-custom"] == "yes"
+    assert "connection" not in h
+    spin = {k: v for k, v in headers if k.startswith("spin-")}
+    host = server.url.removeprefix("http://")
+    assert spin == {
+        "spin-full-url": f"http://{host}/echo/ada/rest/of/path?q=1&r=2",
+        "spin-path-info": "/rest/of/path",
+        "spin-matched-route": "/echo/:name/...",
+        "spin-base-path": "/",
+        "spin-raw-component-route": "/echo/:name/...",
+        "spin-component-route": "/echo/:name",
+        "spin-client-addr": spin["spin-client-addr"],
+        "spin-path-match-name": "ada",
+    }
+    assert spin["spin-client-addr"].startswith("127.0.0.1:")
+
+
+def test_large_body_streams_through(server: Server) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB
+    r = server.request("POST", "/echo/x/", content=body)
+    assert r.status_code == 200
+    assert r.content.endswith(b"\n\n" + body)
+
+
+def test_trap_mid_body_cuts_the_body_short(server: Server) -> None:
+    with pytest.raises(httpx.RemoteProtocolError):
+        server.get("/trap")
+    assert "component trap trapped: wasm trap" in server.log
+    assert server.get("/hello").status_code == 200
+
+
+def test_no_response_is_500(server: Server) -> None:
+    r = server.get("/no-response")
+    assert (r.status_code, r.content) == (500, b"")
+    assert "did not set a response" in server.log
+
+
+def test_spin_inbound_http(server: Server) -> None:
+    r = server.request("POST", "/inbound/a?b=c", content=b"payload")
+    assert r.status_code == 200
+    assert r.headers["x-handler"] == "inbound-http"
+    assert r.text == "POST /inbound/a?b=c\npayload"
+
+
+def test_spin_inbound_http_rejects_unknown_method(server: Server) -> None:
+    assert server.request("TRACE", "/inbound/x").status_code == 405
+
+
+def test_health_still_served(server: Server) -> None:
+    assert server.get("/.well-known/spin/health").text == "OK"
+
+
+def test_two_handlers_is_a_startup_error(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        f"""
+        spin_manifest_version = 2
+        [application]
+        name = "two"
+        [[trigger.http]]
+        route = "/..."
+        component = "two"
+        [component.two]
+        source = "{COMPONENTS / "two-handlers.wasm"}"
+        """,
+    )
+    r = run_cli("up", "-f", str(tmp_path), "--listen", "127.0.0.1:0")
+    assert r.returncode == 1
+    assert "exports more than one HTTP handler" in r.stderr
+
+
+def test_core_module_with_spin_executor_is_a_clear_error(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        """
+        spin_manifest_version = 2
+        [application]
+        name = "m"
+        [[trigger.http]]
+        route = "/..."
+        component = "m"
+        [component.m]
+        source = "{testbed}"
+        """,
+    )
+    r = run_cli("up", "-f", str(tmp_path), "--listen", "127.0.0.1:0")
+    assert r.returncode == 1
+    assert "is a core module" in r.stderr
+    assert 'executor = { type = "wagi" }' in r.stderr
