@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import FIXTURES, Server, run_cli, start_server, write_app
 
 COMPONENTS = FIXTURES / "components"
