@@ -69,6 +69,12 @@ class Server:
         with self.client() as c:
             return c.request(method, path, **kw)  # type: ignore[arg-type]
 
+    def put(self, path: str, **kw: object) -> httpx.Response:
+        return self.request("PUT", path, **kw)
+
+    def delete(self, path: str, **kw: object) -> httpx.Response:
+        return self.request("DELETE", path, **kw)
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 

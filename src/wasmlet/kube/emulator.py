@@ -80,6 +80,9 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
         if request.resource is None:
             return await super()._handle(request)
         content_type = {k.lower(): v for k, v in request.headers.items()}.get("content-type", "")
+        writes = request.action == enums.action.CREATE or "apply-patch" in content_type
+        if writes and not any(known == request.resource for known in self.resources):
+            raise kmock.KubernetesResourceNotFoundError()  # e.g. KEDA's CRDs not installed
         if request.method == enums.method.PATCH and "apply-patch" in content_type:
             return await self._apply(request)
         if request.action == enums.action.CREATE and isinstance(request.data, dict):

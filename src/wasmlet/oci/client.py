@@ -86,6 +86,7 @@ class RegistryClient:
         self.http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=True,
+            verify=not insecure,  # plain HTTP: no TLS context to build
             headers={"User-Agent": USER_AGENT},
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
         )
@@ -125,6 +126,8 @@ class RegistryClient:
         response = self._send(
             "GET", self._url("manifests", target), {"Accept": ACCEPT_MANIFEST}, what=target
         )
+        if response.status_code == 404 and not target.startswith("sha256:"):
+            raise self._tag_not_found(target)
         if response.status_code != 200:
             self._fail(response, self._describe(target))
         data = response.content
@@ -133,8 +136,8 @@ class RegistryClient:
         expected = expected or response.headers.get("Docker-Content-Digest")
         if expected and expected.startswith("sha256:") and expected != digest:
             raise DigestMismatchError(
-                f"registry {self.ref.registry}: manifest {self._describe(target)} has digest "
-                f"{digest}, expected {expected}"
+                f"registry {self.ref.registry}: digest mismatch: manifest "
+                f"{self._describe(target)} has content digest {digest}, expected {expected}"
             )
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return Manifest(data, media_type, digest)
@@ -197,8 +200,8 @@ class RegistryClient:
         actual = "sha256:" + h.hexdigest()
         if actual != digest:
             raise DigestMismatchError(
-                f"registry {self.ref.registry}: blob {digest} of {self.ref.repository} has "
-                f"content digest {actual}"
+                f"registry {self.ref.registry}: digest mismatch: blob {digest} of "
+                f"{self.ref.repository} has content digest {actual}"
             )
         return size
 
@@ -267,6 +270,8 @@ class RegistryClient:
             if response.status_code != 401 or attempt == 1:
                 if response.status_code == 401:
                     response.close()
+                    if self.auth.header and self.auth.header.startswith("Basic "):
+                        raise self.auth.rejected()
                     raise self.auth.denied(self._describe_what(what))
                 return response
             challenge = response.headers.get("WWW-Authenticate")
@@ -305,6 +310,21 @@ class RegistryClient:
         raise RegistryError(
             f"registry {self.ref.registry}: {what}: unexpected HTTP {status}{detail}"
         )
+
+    def _tag_not_found(self, tag: str) -> ReferenceNotFoundError:
+        """Distribution answers MANIFEST_UNKNOWN for unknown repositories too: ask the tag
+        list which one it is (and name some tags that do exist)."""
+        response = self._send("GET", self._url("tags", "list"), what="the tag list")
+        codes, _ = _errors(response)
+        repo = f"{self.ref.registry}/{self.ref.repository}"
+        if response.status_code == 404 or "NAME_UNKNOWN" in codes:
+            return ReferenceNotFoundError(f"repository {repo} not found")
+        try:
+            tags = [str(t) for t in response.json().get("tags") or []]
+        except (ValueError, AttributeError):
+            tags = []
+        known = f" (tags: {', '.join(sorted(tags)[:10])})" if tags else ""
+        return ReferenceNotFoundError(f"{repo}: tag {tag!r} not found{known}")
 
     def _not_found(self, what: str, codes: set[str] | None) -> ReferenceNotFoundError:
         repo = f"{self.ref.registry}/{self.ref.repository}"

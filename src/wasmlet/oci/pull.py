@@ -72,7 +72,8 @@ def pull(
         digest, manifest = puller.manifest(reference.target)
         config = _descriptor(manifest.get("config"), "config")
         layers = [_descriptor(x, "layer") for x in manifest.get("layers") or []]
-        config_bytes = puller.small_blob(config)
+        puller.fetch([config, *layers])
+        config_bytes = puller.cached(config)
         legacy = _is_locked_app(config_bytes)
         app_layers = [x for x in layers if x.media_type == mt.SPIN_APP_LAYER]
         if not legacy and not app_layers:
@@ -80,9 +81,8 @@ def pull(
                 f"{reference}: not a Spin application (no {mt.SPIN_APP_LAYER} layer and the "
                 "config is not a locked app)"
             )
-        locked_bytes = config_bytes if legacy else puller.small_blob(app_layers[-1])
+        locked_bytes = config_bytes if legacy else puller.cached(app_layers[-1])
         content = [x for x in layers if x.media_type != mt.SPIN_APP_LAYER]
-        puller.fetch(content)
     app = from_spin_json(locked_bytes, origin=f"{reference} locked app")
     archives = [x for x in content if x.media_type == mt.ARCHIVE_LAYER]
     resolved = _Resolver(cache, str(reference), archives).resolve(app)
@@ -154,9 +154,9 @@ class _Puller:
             f"{mt.ARCHITECTURE}/{mt.OS}"
         )
 
-    def small_blob(self, d: Descriptor) -> bytes:
+    def cached(self, d: Descriptor) -> bytes:
         data = self.cache.read(d.digest, d.kind)
-        if data is None:
+        if data is None:  # removed since `fetch` (another process cleaning the cache)
             self.fetch([d])
             data = self.cache.read(d.digest, d.kind)
         assert data is not None

@@ -9,7 +9,7 @@ Values in Python:
   bool / int / float / str          primitives (`char` is a 1-character str)
   bytes                             `list<u8>` (converted with C-speed slicing)
   list / tuple / dict               `list<T>` / `tuple<…>` / `record` (dict by field name)
-  (tag, payload) or tag             `variant` (payload None for cases without one)
+  (tag, payload) or tag             `variant` (a case without a payload is just its tag)
   str                               `enum`
   None / value (or `Some(value)`)   `option<T>`
   `Ok(value)` / `Err(value)`        `result<T, E>`
@@ -208,11 +208,13 @@ class Variant(Ty):
     def __init__(self, *cases: tuple[str, Ty | None]) -> None:
         self.cases = dict(cases)
 
-    def lift(self, v: Any, ctx: Ctx) -> tuple[str, Any]:
+    def lift(self, v: Any, ctx: Ctx) -> Any:
         tag = _read_vec(v.of.variant.discriminant).decode()
         t = self.cases[tag]
+        if t is None:
+            return tag  # a case without a payload is just its name
         payload = v.of.variant.val
-        return tag, (t.lift(payload.contents, ctx) if t is not None and payload else None)
+        return tag, (t.lift(payload.contents, ctx) if payload else None)
 
     def lower(self, x: Any, v: Any, ctx: Ctx) -> None:
         tag, payload = (x, None) if isinstance(x, str) else x

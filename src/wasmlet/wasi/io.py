@@ -179,9 +179,9 @@ class LogOutputStream(OutputStream):
         for line in lines:
             log.info("%s%s", self.prefix, line.decode("utf-8", "replace"))
         if len(self.pending) > 8192:
-            self.flush()
+            self.close()
 
-    def flush(self) -> None:
+    def close(self) -> None:  # flush() keeps a partial line: print() writes "\n" separately
         if self.pending:
             log.info("%s%s", self.prefix, self.pending.decode("utf-8", "replace"))
             self.pending = b""
@@ -264,7 +264,7 @@ UNIT_RESULT = Result(None, STREAM_ERROR)
 def _drop_output(rep: int) -> None:
     stream = table().pop(rep)
     if isinstance(stream, OutputStream):
-        stream.flush()
+        stream.close()
 
 
 def _stream_error(e: Exception) -> Err[object]:

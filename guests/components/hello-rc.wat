@@ -1,0 +1,82 @@
+;; hello-rc: hello.wat at the wasi:http 0.2.0-rc-2023-11-10 snapshot (world `handler-rc` in
+;; wit/wasi-rc-2023-11-10). The only ABI difference that matters here: the outgoing-response
+;; constructor borrows its headers, so the guest drops the fields itself.
+(module
+  (import "wasi:http/types@0.2.0-rc-2023-11-10" "[static]fields.from-list"
+    (func $fields_from_list (param i32 i32 i32)))
+  (import "wasi:http/types@0.2.0-rc-2023-11-10" "[constructor]outgoing-response"
+    (func $new_response (param i32) (result i32)))
+  (import "wasi:http/types@0.2.0-rc-2023-11-10" "[method]outgoing-response.body"
+    (func $response_body (param i32 i32)))
+  (import "wasi:http/types@0.2.0-rc-2023-11-10" "[method]outgoing-body.write"
+    (func $body_write (param i32 i32)))
+  (import "wasi:http/types@0.2.0-rc-2023-11-10" "[static]outgoing-body.finish"
+    (func $body_finish (param i32 i32 i32 i32)))
+  (import "wasi:http/types@0.2.0-rc-2023-11-10" "[static]response-outparam.set"
+    (func $outparam_set (param i32 i32 i32 i32 i64 i32 i32 i32 i32)))
+  (import "wasi:http/types@0.2.0-rc-2023-11-10" "[resource-drop]incoming-request"
+    (func $drop_request (param i32)))
+  (import "wasi:http/types@0.2.0-rc-2023-11-10" "[resource-drop]fields"
+    (func $drop_fields (param i32)))
+  (import "wasi:io/streams@0.2.0-rc-2023-11-10" "[method]output-stream.blocking-write-and-flush"
+    (func $write (param i32 i32 i32 i32)))
+  (import "wasi:io/streams@0.2.0-rc-2023-11-10" "[resource-drop]output-stream"
+    (func $drop_output_stream (param i32)))
+
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+
+  (data (i32.const 64) "\80\00\00\00\0c\00\00\00\8c\00\00\00\0a\00\00\00")
+  (data (i32.const 128) "content-typetext/plain")
+  (data (i32.const 160) "Hello, wasi:http!")
+
+;; Only needed if finish reports an error-code that carries a string.
+  (func $cabi_realloc (export "cabi_realloc")
+    (param $old i32) (param $old_size i32) (param $align i32) (param $size i32) (result i32)
+    (local $ptr i32) (local $limit i32)
+    (local.set $ptr
+      (i32.and
+        (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $size)))
+    (local.set $limit (i32.shl (memory.size) (i32.const 16)))
+    (if (i32.gt_u (global.get $heap) (local.get $limit))
+      (then
+        (if (i32.eq
+              (memory.grow
+                (i32.shr_u
+                  (i32.add (i32.sub (global.get $heap) (local.get $limit)) (i32.const 65535))
+                  (i32.const 16)))
+              (i32.const -1))
+          (then unreachable))))
+    (if (local.get $old)
+      (then
+        (memory.copy (local.get $ptr) (local.get $old)
+          (select (local.get $old_size) (local.get $size)
+            (i32.lt_u (local.get $old_size) (local.get $size))))))
+    (local.get $ptr))
+
+  (func $ok (param $ptr i32) (result i32)
+    (if (i32.load8_u (local.get $ptr)) (then unreachable))
+    (i32.load offset=4 (local.get $ptr)))
+
+  (func (export "wasi:http/incoming-handler@0.2.0-rc-2023-11-10#handle")
+    (param $request i32) (param $out i32)
+    (local $fields i32) (local $response i32) (local $body i32) (local $stream i32)
+    (call $drop_request (local.get $request))
+    (call $fields_from_list (i32.const 64) (i32.const 1) (i32.const 0))
+    (local.set $fields (call $ok (i32.const 0)))
+    (local.set $response (call $new_response (local.get $fields)))
+    (call $drop_fields (local.get $fields))
+    (call $response_body (local.get $response) (i32.const 0))
+    (local.set $body (call $ok (i32.const 0)))
+    (call $body_write (local.get $body) (i32.const 0))
+    (local.set $stream (call $ok (i32.const 0)))
+    (call $outparam_set (local.get $out)
+      (i32.const 0) (local.get $response)
+      (i32.const 0) (i64.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))
+    (call $write (local.get $stream) (i32.const 160) (i32.const 17) (i32.const 0))
+    (drop (call $ok (i32.const 0)))
+    (call $drop_output_stream (local.get $stream))
+    (call $body_finish (local.get $body) (i32.const 0) (i32.const 0) (i32.const 0))
+    (drop (call $ok (i32.const 0)))))
