@@ -12,10 +12,11 @@ CGI response), and prints p50/p99/mean in microseconds.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _common import percentiles
 
 from wasmlet.engine import EngineSettings, WasmEngine
 from wasmlet.executors._wasi_command import WasiCommand
@@ -25,15 +26,6 @@ from wasmlet.trigger.http.router import RoutePattern
 from wasmlet.trigger.http.types import HttpRequest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    s = sorted(samples)
-    return {
-        "p50": s[len(s) // 2] * 1e6,
-        "p99": s[min(len(s) - 1, int(len(s) * 0.99))] * 1e6,
-        "mean": statistics.fmean(s) * 1e6,
-    }
 
 
 def main() -> None:

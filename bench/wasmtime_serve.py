@@ -28,7 +28,6 @@ import argparse
 import hashlib
 import importlib.util
 import os
-import re
 import shutil
 import socket
 import stat
@@ -38,6 +37,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import free_port, run_wrk, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS_VENV = ROOT / "guests" / "build" / "tools-venv"
@@ -137,24 +139,7 @@ def serve(
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Terminate a server started by `serve` (kill it if it does not exit in `timeout`)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 # --- the command line: wrk against `wasmtime serve` -------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _load_build_components() -> ModuleType:
@@ -175,32 +160,6 @@ def resolve_component(name_or_path: str) -> Path:
     build_components = _load_build_components()
     output, _ = build_components.ensure_built(build_components.target(name_or_path))
     return Path(output)
-
-
-def _ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def run_wrk(url: str, connections: int, duration: int) -> dict[str, float]:
-    """One wrk run (1 thread): requests/s, p50 and p99 in ms, non-2xx responses."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if rps is None:
-        raise RuntimeError(f"unexpected wrk output:\n{out}")
-    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s))", out, re.M))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(rps.group(1)),
-        "p50_ms": _ms(latency["50"]),
-        "p99_ms": _ms(latency["99"]),
-        "errors": float(errors.group(1)) if errors else 0.0,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
