@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 import os
 import tarfile
 from collections.abc import Mapping
@@ -49,9 +50,8 @@ class Artifact:
 
     @property
     def manifest_json(self) -> dict[str, Any]:
-        import json
-
-        return json.loads(self.manifest)
+        value: dict[str, Any] = json.loads(self.manifest)
+        return value
 
     def blobs(self) -> list[Blob]:
         """Every blob to store, each digest once (layers, then the config)."""

@@ -73,7 +73,7 @@ class Authenticator:
         realm = challenge.params.get("realm")
         if not realm:
             raise RegistryAuthError(f"registry {self.registry}: Bearer challenge has no realm")
-        params: list[tuple[str, str]] = []
+        params: list[tuple[str, str | int | float | bool | None]] = []
         if challenge.params.get("service"):
             params.append(("service", challenge.params["service"]))
         scopes = [self.scope] if self.scope else []

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from ..engine import default_cache_dir
 from .blobs import file_sha256
@@ -103,7 +103,7 @@ class BlobCache:
                 f.write(chunk)
         return digest, self.path(kind, digest)
 
-    def put_stream(self, kind: str, source: BinaryIO) -> str:
+    def put_stream(self, kind: str, source: IO[bytes]) -> str:
         """Store what `source` yields under its own digest; returns the digest."""
         directory = self.root / kind / "sha256"
         directory.mkdir(parents=True, exist_ok=True)

@@ -186,10 +186,9 @@ def cmd_login(args: argparse.Namespace) -> int:
         raise WasmletError("login: empty password")
     server = normalize_registry(args.server)
     creds = Credentials(args.username, password, "the command line")
-    ref = Reference(server, "wasmlet/login-check")
-    with RegistryClient(ref, insecure=args.insecure, credentials=creds) as client:
-        client.auth.scope = ""  # no repository: only prove the credentials
-        client.login()
+    ref = Reference(server, "wasmlet/login-check")  # no repository is accessed
+    with RegistryClient(ref, insecure=args.insecure, credentials=creds, scope="") as client:
+        client.login()  # proves the credentials before they are stored
     path = save_login(server, args.username, password)
     print(f"Login Succeeded (credentials for {server} stored in {path})")
     return 0

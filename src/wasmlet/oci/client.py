@@ -69,7 +69,10 @@ class RegistryClient:
         credentials: creds.Credentials | None = None,
         stats: TransferStats | None = None,
         timeout: float = 60.0,
+        scope: str | None = None,
     ) -> None:
+        """`scope` overrides the token scope asked for (default: this repository, pull or
+        pull+push); `""` asks for none, to check credentials only."""
         self.ref = ref
         self.insecure = insecure
         self.stats = stats if stats is not None else TransferStats()
@@ -79,7 +82,7 @@ class RegistryClient:
         actions = "pull,push" if push else "pull"
         self.auth = Authenticator(
             ref.registry,
-            f"repository:{ref.repository}:{actions}",
+            f"repository:{ref.repository}:{actions}" if scope is None else scope,
             credentials if credentials is not None else creds.lookup(ref.registry),
             timeout,
         )

@@ -132,7 +132,9 @@ class _Puller:
         except ValueError:
             raise RegistryError(f"{self.reference}: manifest {digest} is not JSON") from None
         if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
-            raise NotSupportedError(f"{self.reference}: only schema version 2 manifests")
+            raise NotSupportedError(
+                f"{self.reference}: unsupported manifest: only schema version 2 is supported"
+            )
         if manifest.get("mediaType") in mt.INDEXES or "manifests" in manifest:
             if depth > 0:
                 raise NotSupportedError(f"{self.reference}: nested image indexes")
