@@ -6,8 +6,30 @@ import re
 import socket
 import statistics
 import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
+
+
+def wasmlet_cmd(app: Path, port: int, workers: int, cache: Path) -> list[str]:
+    """`wasmlet up` for APP on 127.0.0.1:PORT with its own compile cache, quiet."""
+    return [
+        sys.executable,
+        "-m",
+        "wasmlet.cli",
+        "up",
+        "-f",
+        str(app),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--cache-dir",
+        str(cache),
+        "--log-level",
+        "error",
+    ]
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import free_port, machine, percentiles, run_wrk, stop, wait_http
+from _common import free_port, machine, percentiles, run_wrk, stop, wait_http, wasmlet_cmd
 from wasmtime_serve import resolve_component, serve, wasmtime_version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,22 +64,7 @@ def in_process(component: Path, requests: int) -> dict[str, float]:
 
 
 def wasmlet_server(app: Path, port: int, workers: int, cache: Path) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "wasmlet.cli",
-        "up",
-        "-f",
-        str(app),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--cache-dir",
-        str(cache),
-        "--log-level",
-        "error",
-    ]
+    cmd = wasmlet_cmd(app, port, workers, cache)
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import free_port, machine, run_wrk, stop, wait_http
+from _common import free_port, machine, run_wrk, stop, wait_http, wasmlet_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -46,25 +46,6 @@ def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen
     return subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT
     )
-
-
-def wasmlet_cmd(app: Path, port: int, workers: int, cache: Path) -> list[str]:
-    return [
-        PY,
-        "-m",
-        "wasmlet.cli",
-        "up",
-        "-f",
-        str(app),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--cache-dir",
-        str(cache),
-        "--log-level",
-        "error",
-    ]
 
 
 def first_response_times(app: Path, route: str) -> tuple[float, float]:
