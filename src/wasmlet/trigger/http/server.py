@@ -142,6 +142,7 @@ def _run_uvicorn(
         timeout_graceful_shutdown=grace,
         server_header=False,
         date_header=True,
+        proxy_headers=False,  # wasmlet sees the client as connected; no X-Forwarded-* rewriting
     )
     server = _Server(config)
     try:
