@@ -127,7 +127,7 @@ def measure(
         stats = action()
         times.append(time.perf_counter() - start)
     print(
-        f"{name:<40} {statistics.median(times) * 1000:7.0f} ms  {stats.requests:4} req  "
+        f"{name:<44} {statistics.median(times) * 1000:7.0f} ms  {stats.requests:4} req  "
         f"{stats.blobs_uploaded + stats.blobs_downloaded:4} blobs  "
         f"{(stats.bytes_uploaded + stats.bytes_downloaded) / 1e6:6.2f} MB"
     )
