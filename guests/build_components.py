@@ -127,6 +127,8 @@ TARGETS: tuple[Target, ...] = (
     Target("echo", "wat", ("echo.wat",), WASI_020, "handler"),
     Target("trap-mid-body", "wat", ("trap-mid-body.wat",), WASI_020, "handler"),
     Target("no-response", "wat", ("no-response.wat",), WASI_020, "handler"),
+    Target("loop", "wat", ("loop.wat",), WASI_020, "handler"),
+    Target("leak", "wat", ("leak.wat",), WASI_020, "handler"),
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),
     Target("two-handlers", "wat", ("two-handlers.wat",), WASI_020, "two-handlers"),
     Target("python-app", "python", ("python/app.py",)),

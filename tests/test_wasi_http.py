@@ -7,6 +7,7 @@ and committed under tests/fixtures/components.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,8 +52,20 @@ route = "/inbound/..."
 component = "inbound"
 executor = { type = "spin" }
 
+[[trigger.http]]
+route = "/loop"
+component = "loop"
+
+[[trigger.http]]
+route = "/leak"
+component = "leak"
+
 [component.hello]
 source = "{c}/hello.wasm"
+[component.loop]
+source = "{c}/loop.wasm"
+[component.leak]
+source = "{c}/leak.wasm"
 [component.hello-023]
 source = "{c}/hello-0.2.3.wasm"
 [component.hello-rc]
@@ -71,7 +84,7 @@ source = "{c}/inbound-http.wasm"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     app = write_app(tmp_path_factory.mktemp("components"), APP)
-    s = start_server(app, "--request-timeout", "5", cache_dir=tmp_path_factory.mktemp("cache"))
+    s = start_server(app, "--request-timeout", "2", cache_dir=tmp_path_factory.mktemp("cache"))
     yield s
     s.stop(signal.SIGKILL)
 
@@ -135,6 +148,34 @@ def test_no_response_is_500(server: Server) -> None:
     r = server.get("/no-response")
     assert (r.status_code, r.content) == (500, b"")
     assert "did not set a response" in server.log
+
+
+def test_looping_component_times_out(server: Server) -> None:
+    t0 = time.monotonic()
+    r = server.get("/loop")
+    assert (r.status_code, r.content) == (500, b"")
+    assert 1.9 <= time.monotonic() - t0 < 6
+    assert "component loop timed out" in server.log
+    assert server.get("/hello").status_code == 200
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_leaked_resources_are_freed_with_the_instance(server: Server) -> None:
+    with server.client() as c:
+        for _ in range(5):  # warm up: pools and caches reach their steady size
+            assert c.get("/leak").status_code == 200
+        before = _rss_kib(server.proc.pid)
+        for _ in range(40):  # 40 x 20,000 leaked `fields`
+            assert c.get("/leak").status_code == 200
+        after = _rss_kib(server.proc.pid)
+    # If the 800,000 host objects were kept, RSS would grow by well over 100 MiB.
+    assert after - before < 30 * 1024, (before, after)
 
 
 def test_spin_inbound_http(server: Server) -> None:
