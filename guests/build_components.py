@@ -18,7 +18,8 @@ Targets:
   vendored WIT in guests/components/wit/) and `component new`. They are a few KB each, built
   reproducibly, and committed to tests/fixtures/components/.
 - A Python app (guests/components/python/app.py) built with componentize-py 0.17.2 and spin-sdk
-  3.4.1 (world `spin-http`), ~37 MB, ~15 s.
+  3.4.1 (world `spin-http`), ~37 MB, ~15 s; and the same toolchain's file-reading app
+  (guests/components/python-files/app.py, target `python-files`).
 - A JavaScript app (guests/components/js/app.js) built with jco 1.35.0 (componentize-js 0.19.3),
   ~12 MB, ~17 s.
 The large ones go to the gitignored cache guests/build/components/, each next to a `.key` file
@@ -132,6 +133,7 @@ TARGETS: tuple[Target, ...] = (
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),
     Target("two-handlers", "wat", ("two-handlers.wat",), WASI_020, "two-handlers"),
     Target("python-app", "python", ("python/app.py",)),
+    Target("python-files", "python", ("python-files/app.py",)),
     Target("js-app", "js", ("js/app.js", "js/preopen.mjs", "js/package-lock.json")),
 )
 

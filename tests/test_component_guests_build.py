@@ -45,6 +45,8 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
     "echo": (WASI_020, {HTTP_020}),
     "trap-mid-body": (WASI_020, {HTTP_020}),
     "no-response": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
+    "loop": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
+    "leak": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "hello-0.2.3": (
         {"wasi:io/error@0.2.3", "wasi:io/streams@0.2.3", "wasi:http/types@0.2.3"},
         {"wasi:http/incoming-handler@0.2.3"},

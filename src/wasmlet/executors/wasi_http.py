@@ -22,6 +22,7 @@ from ..trigger.http.types import HttpRequest, HttpResponse
 from ..wasi._abi import GuestError, HostTrap, Own, call_func
 from ..wasi._iface import Interface
 from ..wasi._state import InstanceState, active
+from ..wasi.filesystem import FILES_ROOT
 from ..wasi.host import build_linker
 from ..wasi.http import INCOMING_REQUEST, RESPONSE_OUTPARAM, IncomingRequest, ResponseOutparam
 
@@ -82,15 +83,16 @@ class ComponentExecutor:
         if settings.max_instance_memory is not None:
             store.set_limits(memory_size=settings.max_instance_memory)
         store.set_epoch_deadline(self.engine.deadline_ticks)
-        wasi = wasmtime.WasiConfig()
+        wasi = wasmtime.WasiConfig()  # files are wasmlet's wasi:filesystem (FILES_ROOT)
         wasi.env = list(self.environment.items())
-        if self.files_root is not None:
-            wasi.preopen_dir(self.files_root, "/", fs_mutable=False)
         store.set_wasi(wasi)
         return store
 
     def _state(self) -> InstanceState:
-        state = InstanceState(self.component_id, self.capabilities())
+        capabilities = self.capabilities()
+        if self.files_root is not None:
+            capabilities = {**capabilities, FILES_ROOT: self.files_root}
+        state = InstanceState(self.component_id, capabilities)
         timeout = self.engine.settings.request_timeout
         state.deadline = time.monotonic() + timeout if timeout > 0 else None  # type: ignore[attr-defined]
         return state

@@ -11,6 +11,7 @@ Values in Python:
   list / tuple / dict               `list<T>` / `tuple<…>` / `record` (dict by field name)
   (tag, payload) or tag             `variant` (a case without a payload is just its tag)
   str                               `enum`
+  set / frozenset of str            `flags` (the names of the flags that are set)
   None / value (or `Some(value)`)   `option<T>`
   `Ok(value)` / `Err(value)`        `result<T, E>`
   int                               `own<R>` / `borrow<R>`: the resource's rep
@@ -21,7 +22,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -238,6 +239,26 @@ class Enum(Ty):
             raise ValueError(f"no enum case {x!r}")
         v.kind = ffi.WASMTIME_COMPONENT_ENUM.value
         _name_vec(v.of.enumeration, x)
+
+
+class Flags(Ty):
+    def __init__(self, *names: str) -> None:
+        self.names = frozenset(names)
+
+    def lift(self, v: Any, ctx: Ctx) -> frozenset[str]:
+        flags = v.of.flags
+        return frozenset(_read_vec(flags.data[i]).decode() for i in range(flags.size))
+
+    def lower(self, x: Iterable[str], v: Any, ctx: Ctx) -> None:
+        names = list(x)
+        unknown = set(names) - self.names
+        if unknown:
+            raise ValueError(f"no flags {sorted(unknown)!r}")
+        v.kind = ffi.WASMTIME_COMPONENT_FLAGS.value
+        ffi.wasmtime_component_valflags_new_uninit(ctypes.byref(v.of.flags), len(names))
+        data = v.of.flags.data
+        for i, name in enumerate(names):
+            _name_vec(data[i], name)
 
 
 class Option(Ty):

@@ -1,9 +1,11 @@
 """The component linker: wasmtime's native WASI 0.2 plus wasmlet's Python pieces on top.
 
-wasmtime's native `add_wasip2` provides most of WASI (environment, filesystem, random,
-clocks, sockets…). wasi:io and wasi:http are wasmlet's own (the C API cannot hand Python a
-native `incoming-request`), so every native function whose signature mentions wasi:io types
-is shadowed too: stdio, monotonic-clock subscriptions, filesystem and socket streams.
+wasmtime's native `add_wasip2` provides most of WASI (environment, random, clocks,
+sockets…). wasi:io and wasi:http are wasmlet's own (the C API cannot hand Python a native
+`incoming-request`), so every native function whose signature mentions wasi:io types is
+shadowed too: stdio, monotonic-clock subscriptions, socket streams; and wasi:filesystem, whose
+file streams are wasi:io streams, is wasmlet's entirely (`filesystem.py`: the component's
+files, read-only).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import time
 import wasmtime
 from wasmtime import component
 
-from . import http, io
-from ._abi import U64, HostFunc, HostTrap, Option, Own, add_func
+from . import filesystem, http, io
+from ._abi import U64, HostFunc, HostTrap, Own, add_func
 from ._iface import Interface, resource_type_id
 from ._state import current, table
 from .io import (
@@ -83,16 +85,6 @@ def _unsupported(what: str) -> object:
     return trap
 
 
-fs_iface = Interface("wasi:filesystem/types")
-for _name in ("read-via-stream", "write-via-stream", "append-via-stream"):
-    fs_iface.func(f"[method]descriptor.{_name}")(_unsupported(f"file streams ({_name})"))
-
-
-@fs_iface.func("filesystem-error-code", (), Option(U64))
-def _filesystem_error_code(*_args: object) -> None:
-    return None  # no wasmlet stream error is a filesystem error
-
-
 tcp_iface = Interface("wasi:sockets/tcp")
 for _name in ("finish-connect", "accept", "subscribe"):
     tcp_iface.func(f"[method]tcp-socket.{_name}")(_unsupported(f"TCP sockets ({_name})"))
@@ -105,11 +97,11 @@ lookup_iface.func("[method]resolve-address-stream.subscribe")(_unsupported("name
 WASI_INTERFACES: list[Interface] = [
     *io.INTERFACES,
     *http.INTERFACES,
+    *filesystem.INTERFACES,
     stdin_iface,
     stdout_iface,
     stderr_iface,
     clock_iface,
-    fs_iface,
     tcp_iface,
     udp_iface,
     lookup_iface,
@@ -119,7 +111,6 @@ WASI_INTERFACES: list[Interface] = [
 NATIVE_PREFIXES = (
     "wasi:cli/",
     "wasi:clocks/",
-    "wasi:filesystem/",
     "wasi:random/",
     "wasi:sockets/",
     "wasi:io/",
