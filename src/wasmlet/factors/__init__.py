@@ -17,9 +17,16 @@ from ..runtime_config import RuntimeConfig, variable_providers
 from ..variables import VariableResolver
 from ..wasi._iface import Interface
 from ..wasi.http import OutboundHttp
-from . import key_value, variables
+from . import key_value, mqtt, rdbms, redis, sqlite, variables
 
-INTERFACES: list[Interface] = [*key_value.INTERFACES, *variables.INTERFACES]
+INTERFACES: list[Interface] = [
+    *key_value.INTERFACES,
+    *variables.INTERFACES,
+    *sqlite.INTERFACES,
+    *redis.INTERFACES,
+    *rdbms.INTERFACES,
+    *mqtt.INTERFACES,
+]
 
 
 def make_resolver(
@@ -54,6 +61,7 @@ class AppFactors:
         self.resolver = resolver or VariableResolver(app, environ={})
         self.self_origin: str | None = None
         self._stores: dict[str, key_value.Store] | None = None
+        self._databases: dict[str, sqlite.Database] | None = None
         self._state_dir = state_dir
         self._instances: dict[str, dict[str, Any]] = {}
         self._check_labels()
@@ -67,6 +75,15 @@ class AppFactors:
                         f"component {c.id!r} uses key-value store {label!r}, which is not "
                         "defined: add [key_value_store." + label + "] to the runtime config"
                     )
+        databases = {sqlite.DEFAULT, *self.config.sqlite_database}
+        for c in self.app.components:
+            for label in c.metadata.get("databases", []):
+                if label not in databases:
+                    raise RuntimeConfigError(
+                        f"component {c.id!r} uses SQLite database {label!r}, which is not "
+                        "defined: add [sqlite_database." + label + "] to the runtime config"
+                    )
+        _ = self.databases  # the runtime config's databases are checked at startup too
 
     @property
     def stores(self) -> dict[str, key_value.Store]:
@@ -75,15 +92,31 @@ class AppFactors:
             self._stores = key_value.open_stores(self.config.key_value_store, self._state_dir, base)
         return self._stores
 
+    @property
+    def databases(self) -> dict[str, sqlite.Database]:
+        if self._databases is None:
+            base = self.config.base_dir or self._state_dir
+            self._databases = sqlite.open_databases(
+                self.config.sqlite_database, self._state_dir, base
+            )
+        return self._databases
+
     def instance(self, component_id: str) -> dict[str, Any]:
         """Capability objects for an instance of `component_id` (built once, shared)."""
         if component_id not in self._instances:
             c = self.app.component(component_id)
             hosts = [self.resolver.render(h) for h in c.metadata.get("allowed_outbound_hosts", [])]
             labels = frozenset(c.metadata.get("key_value_stores", []))
+            databases = frozenset(c.metadata.get("databases", []))
+            policy = OutboundPolicy.parse(hosts)
             self._instances[component_id] = {
-                "outbound_http": OutboundHttp(OutboundPolicy.parse(hosts), self.self_origin),
+                "outbound_http": OutboundHttp(policy, self.self_origin),
                 "key_value": key_value.KeyValue(self.stores, labels),
                 "variables": variables.Variables(self.resolver, component_id),
+                "sqlite": sqlite.Sqlite(self.databases, databases),
+                "outbound_redis": redis.OutboundRedis(policy),
+                "outbound_pg": rdbms.OutboundPg(policy),
+                "outbound_mysql": rdbms.OutboundMysql(policy),
+                "outbound_mqtt": mqtt.OutboundMqtt(policy),
             }
         return self._instances[component_id]
