@@ -130,6 +130,7 @@ TARGETS: tuple[Target, ...] = (
     Target("no-response", "wat", ("no-response.wat",), WASI_020, "handler"),
     Target("loop", "wat", ("loop.wat",), WASI_020, "handler"),
     Target("leak", "wat", ("leak.wat",), WASI_020, "handler"),
+    Target("slow-stream", "wat", ("slow-stream.wat",), WASI_020, "slow-handler"),
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),
     Target("two-handlers", "wat", ("two-handlers.wat",), WASI_020, "two-handlers"),
     Target("python-app", "python", ("python/app.py",)),

@@ -60,8 +60,14 @@ component = "loop"
 route = "/leak"
 component = "leak"
 
+[[trigger.http]]
+route = "/slow"
+component = "slow"
+
 [component.hello]
 source = "{c}/hello.wasm"
+[component.slow]
+source = "{c}/slow-stream.wasm"
 [component.loop]
 source = "{c}/loop.wasm"
 [component.leak]
@@ -135,6 +141,28 @@ def test_large_body_streams_through(server: Server) -> None:
     r = server.request("POST", "/echo/x/", content=body)
     assert r.status_code == 200
     assert r.content.endswith(b"\n\n" + body)
+
+
+def test_response_body_is_streamed_as_the_guest_writes_it(server: Server) -> None:
+    arrivals: list[tuple[float, bytes]] = []
+    t0 = time.monotonic()
+    with server.client() as c, c.stream("GET", "/slow") as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "text/plain"
+        for chunk in r.iter_raw():
+            arrivals.append((time.monotonic() - t0, chunk))
+    body = b"".join(chunk for _, chunk in arrivals)
+    assert body == b"first\nsecond\n"
+    first_at = next(t for t, chunk in arrivals if chunk.startswith(b"first"))
+    assert first_at < 1.0, arrivals  # before the guest's 1.5 s wait ended
+    assert arrivals[-1][0] >= 1.4, arrivals
+
+
+def test_client_that_leaves_mid_stream_does_not_block_the_server(server: Server) -> None:
+    with server.client() as c, c.stream("GET", "/slow") as r:
+        next(r.iter_raw())  # take the first chunk, then hang up
+    time.sleep(2)
+    assert server.get("/hello").status_code == 200
 
 
 def test_trap_mid_body_cuts_the_body_short(server: Server) -> None:

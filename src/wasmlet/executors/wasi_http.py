@@ -18,13 +18,20 @@ from ..engine import WasmEngine
 from ..errors import EngineError
 from ..trigger.http.headers import forwarded_headers, spin_headers
 from ..trigger.http.router import RouteMatch
+from ..trigger.http.streaming import ResponseChannel
 from ..trigger.http.types import HttpRequest, HttpResponse
 from ..wasi._abi import GuestError, HostTrap, Own, call_func
 from ..wasi._iface import Interface
 from ..wasi._state import InstanceState, active
 from ..wasi.filesystem import FILES_ROOT
 from ..wasi.host import build_linker
-from ..wasi.http import INCOMING_REQUEST, RESPONSE_OUTPARAM, IncomingRequest, ResponseOutparam
+from ..wasi.http import (
+    INCOMING_REQUEST,
+    RESPONSE_OUTPARAM,
+    IncomingRequest,
+    ResponseOutparam,
+    decode_fields,
+)
 
 log = logging.getLogger("wasmlet.wasi_http")
 
@@ -108,7 +115,14 @@ class ComponentExecutor:
 class WasiHttpExecutor(ComponentExecutor):
     """Serves requests with a component's `incoming-handler`, one instance per request."""
 
-    def handle(self, request: HttpRequest, match: RouteMatch) -> HttpResponse:
+    streaming = True  # the HTTP trigger passes a ResponseChannel
+
+    def handle(
+        self, request: HttpRequest, match: RouteMatch, channel: ResponseChannel | None = None
+    ) -> HttpResponse | None:
+        """Run `handle`. With a `channel`, the response goes there (started as soon as the
+        guest sets it, the body as it is written) and None is returned; without, the whole
+        response is returned when the guest is done."""
         store = self._store()
         state = self._state()
         headers = [(k, v.encode("latin-1")) for k, v in forwarded_headers(request)]
@@ -121,7 +135,8 @@ class WasiHttpExecutor(ComponentExecutor):
             headers=headers,
             body=request.body,
         )
-        outparam = ResponseOutparam()
+        outparam = ResponseOutparam(stream=channel)
+        failure: Exception | None = None
         with active(state):
             try:
                 instance = self.linker.instantiate(store, self.component)
@@ -136,19 +151,43 @@ class WasiHttpExecutor(ComponentExecutor):
                     None,
                 )
             except (GuestError, wasmtime.WasmtimeError, HostTrap) as e:
-                return self._failed(e, outparam)
+                failure = e
             finally:
                 state.table = type(state.table)()  # drop host objects with the instance
-        return self._response(outparam)
+        if failure is not None:
+            self._log_failure(failure)
+        if channel is not None and channel.started:
+            self._finish_stream(channel, outparam, failed=failure is not None)
+            return None
+        response = self._failed(outparam) if failure is not None else self._response(outparam)
+        if channel is not None:
+            channel.respond(response)
+            return None
+        return response
 
-    def _failed(self, error: Exception, outparam: ResponseOutparam) -> HttpResponse:
-        self._log_failure(error)
+    def _finish_stream(
+        self, channel: ResponseChannel, outparam: ResponseOutparam, failed: bool
+    ) -> None:
+        """The response has started: complete it, or cut it short."""
+        body = outparam.response.body if outparam.response is not None else None
+        if body is not None and body.finished:
+            return  # the end went out with outgoing-body.finish
+        if not failed and (body is None or not body.write_taken):
+            channel.end()  # no body was ever written
+            return
+        if not failed:
+            log.error(
+                "component %s dropped the response body without finishing it", self.component_id
+            )
+        channel.abort()
+
+    def _failed(self, outparam: ResponseOutparam) -> HttpResponse:
         response = outparam.response
         if response is not None and response.body is not None and response.body.stream.size:
             # The response had started: send what was written, then cut the body short.
             return HttpResponse(
                 response.status,
-                _decode(response.headers.entries),
+                decode_fields(response.headers.entries),
                 response.body.stream.getvalue(),
                 truncated=True,
             )
@@ -169,7 +208,9 @@ class WasiHttpExecutor(ComponentExecutor):
             log.error(
                 "component %s dropped the response body without finishing it", self.component_id
             )
-        return HttpResponse(resp.status, _decode(resp.headers.entries), data, truncated=truncated)
+        return HttpResponse(
+            resp.status, decode_fields(resp.headers.entries), data, truncated=truncated
+        )
 
 
 def _trap_summary(text: str) -> str:
@@ -177,7 +218,3 @@ def _trap_summary(text: str) -> str:
     head, sep, cause = text.partition("Caused by:")
     lines = [line.strip() for line in (cause if sep else head).splitlines() if line.strip()]
     return "; ".join(lines) if lines else "unknown error"
-
-
-def _decode(entries: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
-    return [(k, v.decode("latin-1")) for k, v in entries]

@@ -11,7 +11,7 @@ import concurrent.futures
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -44,12 +44,12 @@ from .io import (
     INPUT_STREAM,
     OUTPUT_STREAM,
     POLLABLE,
-    BufferOutputStream,
     FuturePollable,
     IoError,
     IterInputStream,
     Pollable,
     StreamFailed,
+    StreamingOutputStream,
     new_pollable,
     wait_any,
 )
@@ -196,10 +196,11 @@ class FutureTrailers:
 
 @dataclass
 class OutgoingBody:
-    stream: BufferOutputStream = field(default_factory=BufferOutputStream)
+    stream: StreamingOutputStream = field(default_factory=StreamingOutputStream)
     write_taken: bool = False
     finished: bool = False
     trailers: list[tuple[str, bytes]] | None = None
+    response_stream: ResponseStream | None = None  # set once the response has started
 
 
 @dataclass
@@ -210,13 +211,24 @@ class OutgoingResponse:
     body_taken: bool = False
 
 
+class ResponseStream(Protocol):
+    """Where a response goes as soon as the guest sets it (the HTTP trigger's channel)."""
+
+    def start(self, status: int, headers: list[tuple[str, str]]) -> None: ...
+    def write(self, data: bytes) -> None: ...
+    def end(self) -> None: ...
+
+
 @dataclass
 class ResponseOutparam:
-    """Where the guest puts its answer; the executor reads it after `handle` returns."""
+    """Where the guest puts its answer. With a `stream`, the response starts going to the
+    client when the guest sets it and its body as the guest writes it; without, the
+    executor reads it after `handle` returns."""
 
     response: OutgoingResponse | None = None
     error: object = None  # an error-code value
     was_set: bool = False
+    stream: ResponseStream | None = None
 
 
 @dataclass
@@ -448,6 +460,8 @@ def _obody_finish(rep: int, trailers: int | None) -> object:
         raise HostTrap("unknown outgoing-body handle")
     body.finished = True
     body.stream.close()
+    if body.response_stream is not None:
+        body.response_stream.end()  # the client has the whole body now
     if trailers is not None:
         body.trailers = list(_t().get(trailers, Fields).entries)
         _t().pop(trailers)
@@ -497,7 +511,7 @@ def _oresp_body(rep: int) -> object:
     if resp.body_taken:
         return Err()
     resp.body_taken = True
-    resp.body = OutgoingBody(BufferOutputStream(limit=current().capabilities.get("max_body")))
+    resp.body = OutgoingBody(StreamingOutputStream(limit=current().capabilities.get("max_body")))
     return Ok(_t().push(resp.body))
 
 
@@ -515,8 +529,19 @@ def _outparam_set(rep: int, response: object) -> None:
         if not isinstance(resp, OutgoingResponse):
             raise HostTrap("unknown outgoing-response handle")
         param.response = resp
+        if param.stream is not None:
+            param.stream.start(resp.status, decode_fields(resp.headers.entries))
+            if resp.body is not None:
+                resp.body.response_stream = param.stream
+                resp.body.stream.attach(param.stream)
+                if resp.body.finished:  # finished before the response was set
+                    param.stream.end()
     else:
         param.error = response.value  # type: ignore[union-attr]
+
+
+def decode_fields(entries: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+    return [(k, v.decode("latin-1")) for k, v in entries]
 
 
 @types_iface.func("http-error-code", (Borrow(ERROR),), Option(ERROR_CODE))

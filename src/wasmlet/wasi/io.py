@@ -11,6 +11,7 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from ._abi import BOOL, LIST_U8, STRING, U32, U64, Borrow, Err, HostTrap, List, Ok, Own, Result
 from ._abi import Variant as V
@@ -164,6 +165,41 @@ class BufferOutputStream(OutputStream):
 
     def getvalue(self) -> bytes:
         return b"".join(self.chunks)
+
+
+class Sink(Protocol):
+    """Where a streamed body goes (the HTTP trigger's response channel)."""
+
+    def write(self, data: bytes) -> None: ...
+
+
+class StreamingOutputStream(BufferOutputStream):
+    """Buffers until `attach(sink)`, then forwards every write to the sink as it comes."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        super().__init__(limit)
+        self.sink: Sink | None = None
+        self.sent = 0  # bytes forwarded to the sink
+
+    def attach(self, sink: Sink) -> None:
+        self.sink = sink
+        pending, self.chunks = self.chunks, []
+        for chunk in pending:
+            self._forward(chunk)
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.sink is not None:
+            self.chunks.pop()
+            self._forward(data)
+
+    def _forward(self, data: bytes) -> None:
+        assert self.sink is not None
+        try:
+            self.sink.write(data)
+        except Exception as e:  # the client went away
+            raise StreamFailed(IoError(f"cannot send the response body: {e or 'closed'}")) from e
+        self.sent += len(data)
 
 
 class LogOutputStream(OutputStream):

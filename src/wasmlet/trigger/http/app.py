@@ -20,6 +20,7 @@ from ...executors.wagi import DEFAULT_ARGV, WagiExecutor
 from ...locked import LockedApp, LockedTrigger
 from ...runtime import AppRuntime
 from .router import Router
+from .streaming import ResponseChannel
 from .types import HttpExecutor, HttpRequest, HttpResponse
 
 log = logging.getLogger("wasmlet.http")
@@ -31,6 +32,19 @@ Send = Callable[[Message], Awaitable[None]]
 
 WELL_KNOWN = "/.well-known/spin/"
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
+
+
+async def _send_response(response: HttpResponse, send: Send) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    if not any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in headers):
+        headers.append((b"content-length", str(len(response.body)).encode()))
+    if response.truncated:
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if response.truncated:
+        await send({"type": "http.response.body", "body": response.body, "more_body": True})
+        raise GuestFailedMidBody("response body cut short: the component failed")
+    await send({"type": "http.response.body", "body": response.body})
 
 
 class GuestFailedMidBody(Exception):
@@ -132,17 +146,9 @@ class HttpTrigger:
             return
         if scope["type"] != "http":
             return
-        response = await self._respond(scope, receive)
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-        if not any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in headers):
-            headers.append((b"content-length", str(len(response.body)).encode()))
-        if response.truncated:
-            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        if response.truncated:
-            await send({"type": "http.response.body", "body": response.body, "more_body": True})
-            raise GuestFailedMidBody("response body cut short: the component failed")
-        await send({"type": "http.response.body", "body": response.body})
+        response = await self._respond(scope, receive, send)
+        if response is not None:
+            await _send_response(response, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -153,7 +159,8 @@ class HttpTrigger:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _respond(self, scope: Scope, receive: Receive) -> HttpResponse:
+    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> HttpResponse | None:
+        """The response to send, or None when it was streamed already."""
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         path = raw_path.decode("latin-1").split("?", 1)[0]
         if path.startswith(WELL_KNOWN):
@@ -183,11 +190,50 @@ class HttpTrigger:
             http_version=scope.get("http_version", "1.1"),
         )
         loop = asyncio.get_running_loop()
+        if getattr(handler, "streaming", False):
+            await self._stream(handler, request, match, send)
+            return None
         try:
             return await loop.run_in_executor(self.pool, handler.handle, request, match)
         except Exception:
             log.exception("error handling %s %s", request.method, path)
             return HttpResponse(500)
+
+    async def _stream(self, handler: Any, request: HttpRequest, match: Any, send: Send) -> None:
+        """Run a streaming executor and send its response as the worker produces it."""
+        loop = asyncio.get_running_loop()
+        channel = ResponseChannel(loop)
+
+        def run() -> None:
+            try:
+                handler.handle(request, match, channel)
+            except Exception:
+                log.exception("error handling %s %s", request.method, request.path)
+                if channel.started:
+                    channel.abort()
+                else:
+                    channel.respond(HttpResponse(500))
+
+        done = loop.run_in_executor(self.pool, run)
+        try:
+            async for event in channel.events():
+                kind = event[0]
+                if kind == "response":
+                    await _send_response(event[1], send)
+                elif kind == "start":
+                    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in event[2]]
+                    await send(
+                        {"type": "http.response.start", "status": event[1], "headers": headers}
+                    )
+                elif kind == "body":
+                    await send({"type": "http.response.body", "body": event[1], "more_body": True})
+                elif kind == "end":
+                    await send({"type": "http.response.body", "body": b""})
+                else:  # abort
+                    raise GuestFailedMidBody("response body cut short: the component failed")
+        finally:
+            channel.close()  # a client that went away must not block the guest
+        await done
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole request body, or None when it exceeds the limit."""
