@@ -32,6 +32,7 @@ from ..wasi.http import (
     ResponseOutparam,
     decode_fields,
 )
+from ..wasi.io import BEFORE_BLOCK
 
 log = logging.getLogger("wasmlet.wasi_http")
 
@@ -125,6 +126,8 @@ class WasiHttpExecutor(ComponentExecutor):
         response is returned when the guest is done."""
         store = self._store()
         state = self._state()
+        if channel is not None:  # the response goes out before the guest waits on anything
+            state.capabilities = {**state.capabilities, BEFORE_BLOCK: channel.flush}
         headers = [(k, v.encode("latin-1")) for k, v in forwarded_headers(request)]
         headers += [(k, v.encode("latin-1")) for k, v in spin_headers(request, match)]
         incoming = IncomingRequest(

@@ -36,31 +36,61 @@ def _add_scaffold(sub: Any) -> None:
         epilog=SCAFFOLD_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-f", "--from", dest="image", required=True, metavar="IMAGE",
-                   help="the app's OCI image reference (the app is named after its last "
-                   "path segment)")  # fmt: skip
+    p.add_argument(
+        "-f",
+        "--from",
+        dest="image",
+        required=True,
+        metavar="IMAGE",
+        help="the app's OCI image reference (the app is named after its last path segment)",
+    )
     p.add_argument("-r", "--replicas", type=int, default=2, help="replicas (default: 2)")
-    p.add_argument("--max-replicas", type=int, default=3,
-                   help="most replicas, with an autoscaler (default: 3)")  # fmt: skip
-    p.add_argument("--executor", default="containerd-shim-spin",
-                   help="SpinAppExecutor (default: containerd-shim-spin)")  # fmt: skip
+    p.add_argument(
+        "--max-replicas", type=int, default=3, help="most replicas, with an autoscaler (default: 3)"
+    )
+    p.add_argument(
+        "--executor",
+        default="containerd-shim-spin",
+        help="SpinAppExecutor (default: containerd-shim-spin)",
+    )
     p.add_argument("--autoscaler", choices=["hpa", "keda"], help="also write an autoscaler")
-    p.add_argument("--autoscaler-target", choices=["deployment", "spinapp"], default="deployment",
-                   help="scale the Deployment (as SpinKube does) or the SpinApp through its "
-                   "/scale subresource (default: deployment)")  # fmt: skip
+    p.add_argument(
+        "--autoscaler-target",
+        choices=["deployment", "spinapp"],
+        default="deployment",
+        help="scale the Deployment (as SpinKube does) or the SpinApp through its "
+        "/scale subresource (default: deployment)",
+    )
     p.add_argument("--autoscaler-target-cpu-utilization", type=int, default=60, metavar="PCT")
     p.add_argument("--autoscaler-target-memory-utilization", type=int, default=60, metavar="PCT")
     p.add_argument("--cpu-limit")
     p.add_argument("--cpu-request")
     p.add_argument("--memory-limit")
     p.add_argument("--memory-request")
-    p.add_argument("-c", "--runtime-config-file", type=Path, metavar="FILE",
-                   help="runtime config TOML, stored in Secret <name>-runtime-config")  # fmt: skip
+    p.add_argument(
+        "-c",
+        "--runtime-config-file",
+        type=Path,
+        metavar="FILE",
+        help="runtime config TOML, stored in Secret <name>-runtime-config",
+    )
     p.add_argument("-s", "--image-pull-secret", action="append", default=[], metavar="NAME")
-    p.add_argument("-v", "--variable", type=_key_value, action="append", default=[],
-                   metavar="NAME=VALUE", help="application variable (repeatable)")  # fmt: skip
-    p.add_argument("--component", action="append", default=[], metavar="ID",
-                   help="run only this component (repeatable)")  # fmt: skip
+    p.add_argument(
+        "-v",
+        "--variable",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="application variable (repeatable)",
+    )
+    p.add_argument(
+        "--component",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only this component (repeatable)",
+    )
     p.add_argument("-n", "--namespace", help="namespace to put in the manifests")
     p.add_argument("-o", "--out", type=Path, metavar="FILE", help="write here, not to stdout")
     p.set_defaults(func=cmd_scaffold)
@@ -73,11 +103,17 @@ def _add_install(sub: Any) -> None:
         description="The CRDs, RBAC, the operator Deployment and its admission webhooks "
         "(certificates by cert-manager). Without --apply they are printed for kubectl.",
     )
-    p.add_argument("--apply", action="store_true",
-                   help="server-side apply them through the Kubernetes API (kubeconfig or "
-                   "in-cluster credentials)")  # fmt: skip
-    p.add_argument("--no-webhooks", action="store_true",
-                   help="leave out the admission webhooks (no cert-manager needed)")  # fmt: skip
+    p.add_argument(
+        "--apply",
+        action="store_true",
+        help="server-side apply them through the Kubernetes API (kubeconfig or "
+        "in-cluster credentials)",
+    )
+    p.add_argument(
+        "--no-webhooks",
+        action="store_true",
+        help="leave out the admission webhooks (no cert-manager needed)",
+    )
     p.add_argument("--image", default=DEFAULT_IMAGE, help="operator image (default: %(default)s)")
     p.add_argument("--server", metavar="URL", help="API server URL (default: from kubeconfig)")
     p.set_defaults(func=cmd_install)
@@ -96,22 +132,44 @@ def _add_operator(sub: Any) -> None:
         description="Reconcile SpinApps into Deployments, Services and Secrets; serve the "
         "admission webhooks when given a certificate.",
     )
-    p.add_argument("-n", "--namespace", action="append", default=[], dest="namespaces",
-                   help="watch this namespace (repeatable; kopf globs allowed)")  # fmt: skip
-    p.add_argument("-A", "--all-namespaces", action="store_true",
-                   help="watch the whole cluster (the default without --namespace)")  # fmt: skip
-    p.add_argument("--server", metavar="URL",
-                   help="API server URL, unauthenticated (tests, kubectl proxy)")  # fmt: skip
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="watch this namespace (repeatable; kopf globs allowed)",
+    )
+    p.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch the whole cluster (the default without --namespace)",
+    )
+    p.add_argument(
+        "--server", metavar="URL", help="API server URL, unauthenticated (tests, kubectl proxy)"
+    )
     p.add_argument("--webhook-port", type=int, metavar="PORT", help="serve admission here")
     p.add_argument("--webhook-cert", type=Path, metavar="FILE")
     p.add_argument("--webhook-key", type=Path, metavar="FILE")
-    p.add_argument("--webhook-insecure", action="store_true",
-                   help="serve the webhooks over plain HTTP (testing only)")  # fmt: skip
+    p.add_argument(
+        "--webhook-insecure",
+        action="store_true",
+        help="serve the webhooks over plain HTTP (testing only)",
+    )
     p.add_argument("--liveness-port", type=int, metavar="PORT", help="serve /healthz here")
-    p.add_argument("--retry-delay", type=float, default=10.0, metavar="SECONDS",
-                   help="wait before retrying a failed reconcile (default: 10)")  # fmt: skip
-    p.add_argument("--no-watch-pods", action="store_true",
-                   help="do not watch pods (no image-pull errors in status)")  # fmt: skip
+    p.add_argument(
+        "--retry-delay",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="wait before retrying a failed reconcile (default: 10)",
+    )
+    p.add_argument(
+        "--no-watch-pods",
+        action="store_true",
+        help="do not watch pods (no image-pull errors in status)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_operator)
 

@@ -49,6 +49,15 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _runtime_config_secret(deployment: Mapping[str, Any] | None) -> str | None:
+    """The runtime-config Secret a Deployment mounts (None if it has none)."""
+    volumes = ((deployment or {}).get("spec") or {}).get("template", {}).get("spec", {})
+    for volume in volumes.get("volumes") or []:
+        if volume.get("name") == rec.RUNTIME_CONFIG_VOLUME:
+            return (volume.get("secret") or {}).get("secretName")
+    return None
+
+
 def default_ca_bundle() -> str | None:
     """The CA bundle for `installDefaultCACerts` (Mozilla's, via certifi)."""
     try:
@@ -142,8 +151,9 @@ class Controller:
             self._fail(body, "BadRuntimeConfig", str(e), retry=True)
         except rec.ReconcileError as e:
             self._fail(body, e.reason, str(e), retry=False)
+        previous = await self.client.get("Deployment", app.namespace, app.name)
         await self._apply(app, body, desired)
-        await self._cleanup(app, desired)
+        await self._cleanup(app, desired, previous)
         await self.refresh_status(app.namespace, app.name)
         return desired
 
@@ -173,16 +183,15 @@ class Controller:
         owners = (obj or {}).get("metadata", {}).get("ownerReferences") or []
         return any(o.get("uid") == uid for o in owners)
 
-    async def _cleanup(self, app: SpinApp, desired: rec.Desired) -> None:
-        """Remove what this app owned and no longer wants: old runtime configs, autoscalers."""
+    async def _cleanup(
+        self, app: SpinApp, desired: rec.Desired, previous: Mapping[str, Any] | None
+    ) -> None:
+        """Remove what this app owned and no longer wants: the runtime-config Secret the
+        Deployment used before this rollout, and an autoscaler of the other kind."""
         current = desired.runtime_config["metadata"]["name"] if desired.runtime_config else None
-        selector = (
-            f"{APP_NAME_LABEL}={app.name},{rec.COMPONENT_LABEL}={rec.RUNTIME_CONFIG_COMPONENT}"
-        )
-        for secret in await self.client.list("Secret", app.namespace, selector):
-            name = secret["metadata"]["name"]
-            if name != current:
-                await self.client.delete("Secret", app.namespace, name)
+        old = _runtime_config_secret(previous)
+        if old and old != current and await self._owned("Secret", app, old):
+            await self.client.delete("Secret", app.namespace, old)
         wanted = desired.autoscaler["kind"] if desired.autoscaler else None
         name = f"{app.name}-autoscaler"
         for kind in AUTOSCALER_KINDS:

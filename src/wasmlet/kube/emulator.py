@@ -16,6 +16,7 @@ tests validate objects against the real schemas separately. Needs the `dev` extr
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import datetime
 import itertools
@@ -50,11 +51,47 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     "core.spinkube.dev/v1alpha1/spinappexecutors": _info("SpinAppExecutor", True, "status"),
 }
 KEDA = {"keda.sh/v1alpha1/scaledobjects": _info("ScaledObject")}
+_current: contextvars.ContextVar[rendering.Request | None] = contextvars.ContextVar(
+    "kmock_request", default=None
+)
+
+
+class _CurrentRequestOnly(list):  # type: ignore[type-arg]
+    """A request log that records nothing and shows only the request being handled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._count = 0
+
+    def append(self, item: Any) -> None:
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Any:
+        current = _current.get()
+        return iter([] if current is None else [current])
+
+
 _SERVER_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp")
 
 
 class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
     """kmock's emulator with uids, server-side apply and owner-reference GC."""
+
+    #: keep past requests for assertions (kmock's `api["patch"]` views); see forget_requests()
+    keep_history: bool = True
+
+    def forget_requests(self) -> None:
+        """Stop recording requests (for benchmarks).
+
+        kmock matches every request against every recorded one (and every one in flight), so a
+        long run with many concurrent requests turns quadratic. After this, kmock's request
+        views show only the request being handled.
+        """
+        self.keep_history = False
+        self._requests = _CurrentRequestOnly()
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -77,6 +114,10 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
         meta["resourceVersion"] = str(next(self._versions))
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        _current.set(request)
+        return await self._handle_k8s(request)
+
+    async def _handle_k8s(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         if request.resource is None:
             return await super()._handle(request)
         content_type = {k.lower(): v for k, v in request.headers.items()}.get("content-type", "")
@@ -85,15 +126,42 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
             raise kmock.KubernetesResourceNotFoundError()  # e.g. KEDA's CRDs not installed
         if request.method == enums.method.PATCH and "apply-patch" in content_type:
             return await self._apply(request)
+        if request.action == enums.action.FETCH and request.name and not request.subresource:
+            key = (request.resource, request.namespace, request.name)
+            if key in self.objects and not self.objects[key].deleted:  # O(1), not kmock's scan
+                return aiohttp.web.json_response(self.objects[key].raw)
+            raise kmock.KubernetesObjectNotFoundError()
         if request.action == enums.action.CREATE and isinstance(request.data, dict):
             self._stamp(request.data)
         elif request.action == enums.action.UPDATE and isinstance(request.data, dict):
             request.data.setdefault("metadata", {})["resourceVersion"] = str(next(self._versions))
         response = await super()._handle(request)
-        if request.action in (enums.action.DELETE, enums.action.UPDATE):
+        key = (request.resource, request.namespace, request.name)
+        gone = key in self.objects and self.objects[key].deleted
+        if gone and request.action in (enums.action.DELETE, enums.action.UPDATE):
             await self._collect_garbage()
         self._trim(request)
         return response
+
+    # kmock finds the object of a create/update/delete response by scanning every object;
+    # these look it up by key (the same result, O(1)).
+    def _key(self, request: rendering.Request) -> Any:
+        data = request.data if isinstance(request.data, dict) else {}
+        meta = data.get("metadata") or {}
+        return (
+            request.resource,
+            request.namespace or meta.get("namespace"),
+            request.name or meta.get("name"),
+        )
+
+    async def _serve_create(self, request: rendering.Request) -> Any:
+        return self.objects[self._key(request)].raw
+
+    async def _serve_update(self, request: rendering.Request) -> Any:
+        return self.objects[self._key(request)].last.raw
+
+    async def _serve_delete(self, request: rendering.Request) -> Any:
+        return self.objects[self._key(request)].last.raw
 
     def _trim(self, request: rendering.Request) -> None:
         """Keep only the latest version of each object (memory stays flat in benchmarks)."""

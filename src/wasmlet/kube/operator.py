@@ -127,16 +127,28 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
         except ControllerError as e:
             _raise(e, config.retry_delay)
 
-    @on.event("apps", "v1", "deployments", labels={APP_NAME_LABEL: kopf.PRESENT},
-              id="deployment-status", registry=registry)  # fmt: skip
+    @on.event(
+        "apps",
+        "v1",
+        "deployments",
+        labels={APP_NAME_LABEL: kopf.PRESENT},
+        id="deployment-status",
+        registry=registry,
+    )
     async def deployment_event(body: kopf.Body, type: str | None, **_: Any) -> None:
         if type in ("ADDED", "MODIFIED", None):
             await controller().deployment_changed(body)
 
     if config.watch_pods:
 
-        @on.event("", "v1", "pods", labels={APP_NAME_LABEL: kopf.PRESENT},
-                  id="pod-errors", registry=registry)  # fmt: skip
+        @on.event(
+            "",
+            "v1",
+            "pods",
+            labels={APP_NAME_LABEL: kopf.PRESENT},
+            id="pod-errors",
+            registry=registry,
+        )
         async def pod_event(body: kopf.Body, type: str | None, **_: Any) -> None:
             await controller().pod_changed(body, deleted=type == "DELETED")
 
@@ -171,8 +183,9 @@ def _register_admission(registry: kopf.OperatorRegistry) -> None:
     """The webhooks (served by `OperatorConfig.webhook`; configured in deploy/webhook)."""
     on = kopf.on
 
-    @on.mutate(*APPS, id=WEBHOOK_IDS["mutate_spinapp"], operations=["CREATE", "UPDATE"],
-               registry=registry)  # fmt: skip
+    @on.mutate(
+        *APPS, id=WEBHOOK_IDS["mutate_spinapp"], operations=["CREATE", "UPDATE"], registry=registry
+    )
     def mutate_spinapp(
         spec: Mapping[str, Any], namespace: str, patch: kopf.Patch, executors: kopf.Index, **_: Any
     ) -> None:
@@ -180,15 +193,23 @@ def _register_admission(registry: kopf.OperatorRegistry) -> None:
         for key, value in adm.defaults(spec, known).items():
             patch.spec[key] = value
 
-    @on.validate(*APPS, id=WEBHOOK_IDS["validate_spinapp"], operations=["CREATE", "UPDATE"],
-                 registry=registry)  # fmt: skip
+    @on.validate(
+        *APPS,
+        id=WEBHOOK_IDS["validate_spinapp"],
+        operations=["CREATE", "UPDATE"],
+        registry=registry,
+    )
     def validate_spinapp(body: kopf.Body, namespace: str, executors: kopf.Index, **_: Any) -> None:
         errors = adm.validate_app_body(body, _executor_specs(executors, namespace))
         if errors:
             raise kopf.AdmissionError("; ".join(errors), code=422)
 
-    @on.validate(*EXECUTORS, id=WEBHOOK_IDS["validate_executor"],
-                 operations=["CREATE", "UPDATE", "DELETE"], registry=registry)  # fmt: skip
+    @on.validate(
+        *EXECUTORS,
+        id=WEBHOOK_IDS["validate_executor"],
+        operations=["CREATE", "UPDATE", "DELETE"],
+        registry=registry,
+    )
     def validate_executor(
         body: kopf.Body,
         namespace: str,

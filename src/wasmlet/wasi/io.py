@@ -111,6 +111,7 @@ class IterInputStream(InputStream):
 
     def read(self, n: int) -> bytes:
         if not self._buf and not self._done:
+            about_to_block()
             try:
                 chunk = self._next()
             except StreamFailed:
@@ -226,9 +227,21 @@ class LogOutputStream(OutputStream):
 # -- waiting ---------------------------------------------------------------------------------
 
 
+def about_to_block() -> None:
+    """Let the instance's response go out before the guest waits (see ResponseChannel)."""
+    hook = current().capabilities.get(BEFORE_BLOCK)
+    if hook is not None:
+        hook()
+
+
+BEFORE_BLOCK = "before_block"
+
+
 def wait_any(pollables: list[Pollable]) -> list[int]:
     """Block until at least one is ready; return the indices of the ready ones."""
     state = current()
+    if not any(p.ready() for p in pollables):
+        about_to_block()
     limit = getattr(state, "deadline", None)
     while True:
         ready = [i for i, p in enumerate(pollables) if p.ready()]

@@ -1,9 +1,12 @@
 """Carrying a response from the Wasm worker thread to the event loop while it is produced.
 
 A component sets its response and writes the body while its `handle` call runs on a worker
-thread. `ResponseChannel` lets that thread hand over the start of the response and each body
-chunk as they come; the event loop sends them to the client. A slow client blocks the writer
-(at most `max_pending` chunks wait), and a client that goes away unblocks it.
+thread. `ResponseChannel` lets that thread hand over the start of the response and the body
+as it comes; the event loop sends them to the client. Small, quick responses are not split:
+the start and the body are held until the guest finishes (then they go out as one response
+with a content-length), until 64 KiB are pending, or until the guest is about to wait for
+something (`flush()`, called from the host's blocking points). A slow client blocks the
+writer (at most `max_pending` chunks wait); a client that goes away unblocks it.
 """
 
 from __future__ import annotations
@@ -24,22 +27,50 @@ class ChannelClosed(Exception):
 
 
 class ResponseChannel:
+    HOLD = 64 * 1024  # bytes held back before the body starts streaming
+
     def __init__(self, loop: asyncio.AbstractEventLoop, max_pending: int = 16) -> None:
         self._loop = loop
         self._events: collections.deque[Event] = collections.deque()
         self._wake = asyncio.Event()
         self._space = threading.Semaphore(max_pending)
         self._closed = False
-        self.started = False  # set on the worker side by start()
+        self.started = False  # the guest has set its response (start() was called)
+        self._head: tuple[int, list[tuple[str, str]]] | None = None
+        self._held: list[bytes] = []
+        self._held_size = 0
+        self._streaming = False  # the start has been handed to the event loop
 
     # -- the worker thread ----------------------------------------------------------------
     def start(self, status: int, headers: list[tuple[str, str]]) -> None:
         self.started = True
-        self._put(("start", status, headers))
+        self._head = (status, headers)
 
     def write(self, data: bytes) -> None:
         if not data:
             return
+        if self._closed:
+            raise ChannelClosed
+        if not self._streaming:
+            self._held.append(data)
+            self._held_size += len(data)
+            if self._held_size >= self.HOLD:
+                self.flush()
+            return
+        self._send_chunk(data)
+
+    def flush(self) -> None:
+        """Start streaming now: send the start and whatever body is held."""
+        if self._streaming or self._head is None:
+            return
+        self._streaming = True
+        status, headers = self._head
+        self._put(("start", status, headers))
+        held, self._held = self._held, []
+        for chunk in held:
+            self._send_chunk(chunk)
+
+    def _send_chunk(self, data: bytes) -> None:
         while not self._space.acquire(timeout=0.5):
             if self._closed:
                 raise ChannelClosed
@@ -48,10 +79,18 @@ class ResponseChannel:
         self._put(("body", data))
 
     def end(self) -> None:
+        if not self._streaming and self._head is not None:
+            status, headers = self._head
+            self.respond(HttpResponse(status, headers, b"".join(self._held)))
+            return
         self._put(("end",))
 
     def abort(self) -> None:
         """The guest failed after the response started: cut the body short."""
+        if not self._streaming and self._head is not None:
+            status, headers = self._head
+            self.respond(HttpResponse(status, headers, b"".join(self._held), truncated=True))
+            return
         self._put(("abort",))
 
     def respond(self, response: HttpResponse) -> None:

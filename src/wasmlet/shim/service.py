@@ -1,0 +1,296 @@
+"""The Task service (`containerd.task.v2.Task`) over the tasks of one shim.
+
+One shim serves one container, or every container of a Kubernetes pod (grouped by the
+sandbox id). Implemented: Create, Start, Wait, Delete, State, Pids, Kill, Connect, Shutdown,
+CloseIO, Stats. Pause, Resume, Checkpoint, Exec, ResizePty and Update answer UNIMPLEMENTED
+(the ttrpc server's answer to a method it does not serve).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+from .. import __version__
+from . import appsource, rootfs
+from .appsource import AppNotFoundError, LinuxProgram
+from .containerd import Containerd
+from .events import Publisher, now
+from .grpc import GrpcError
+from .image import ImageError
+from .process import ProcessError, RuncProcess, TaskProcess, WasmProcess
+from .proto import shim_pb2, task_events_pb2, task_types_pb2
+from .reaper import Reaper
+from .settings import STATE_FILE, ShimSettings
+from .spec import Spec
+from .stdio import Stdio
+from .ttrpc import Code, Method, TtrpcError
+
+log = logging.getLogger("wasmlet.shim.service")
+
+SERVICE = "containerd.task.v2.Task"
+Status = task_types_pb2.Status
+
+
+@dataclass
+class Task:
+    id: str
+    bundle: Path
+    stdio: Stdio
+    process: TaskProcess
+    rootfs_mounted: Path | None
+    status: int = Status.CREATED
+    exit_status: int = 0
+    exited_at: timestamp_pb2.Timestamp = field(default_factory=timestamp_pb2.Timestamp)
+    watcher: asyncio.Task[None] | None = None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class ShimContext:
+    namespace: str
+    address: str  # containerd's gRPC socket
+    settings: ShimSettings
+    publisher: Publisher
+    reaper: Reaper
+    on_idle: Callable[[], None]  # called when Shutdown finds no task left
+
+
+class TaskService:
+    def __init__(self, ctx: ShimContext) -> None:
+        self.ctx = ctx
+        self.tasks: dict[str, Task] = {}
+        self._containerd = Containerd(ctx.address, ctx.namespace) if ctx.address else None
+
+    def methods(self) -> dict[str, Method]:
+        m = shim_pb2
+        return {
+            "Create": Method(m.CreateTaskRequest, self.create),
+            "Start": Method(m.StartRequest, self.start),
+            "Wait": Method(m.WaitRequest, self.wait),
+            "Delete": Method(m.DeleteRequest, self.delete),
+            "State": Method(m.StateRequest, self.state),
+            "Pids": Method(m.PidsRequest, self.pids),
+            "Kill": Method(m.KillRequest, self.kill),
+            "Connect": Method(m.ConnectRequest, self.connect),
+            "Shutdown": Method(m.ShutdownRequest, self.shutdown),
+            "CloseIO": Method(m.CloseIORequest, self.close_io),
+            "Stats": Method(m.StatsRequest, self.stats),
+        }  # type: ignore[dict-item]
+
+    def _task(self, task_id: str, exec_id: str = "") -> Task:
+        if exec_id:
+            raise TtrpcError(Code.NOT_FOUND, f"exec {exec_id!r} not found (Exec is not supported)")
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TtrpcError(Code.NOT_FOUND, f"task {task_id!r} not found")
+        return task
+
+    # -- Create / Start ------------------------------------------------------------------
+    async def create(self, req: shim_pb2.CreateTaskRequest) -> Message:
+        if req.id in self.tasks:
+            raise TtrpcError(Code.ALREADY_EXISTS, f"task {req.id!r} already exists")
+        if req.checkpoint:
+            raise TtrpcError(Code.UNIMPLEMENTED, "restoring from a checkpoint is not supported")
+        bundle = Path(req.bundle)
+        stdio = Stdio(req.stdin, req.stdout, req.stderr, req.terminal)
+        try:
+            spec = Spec.read(bundle)
+        except (OSError, ValueError) as e:
+            raise TtrpcError(Code.INVALID_ARGUMENT, f"cannot read the bundle's spec: {e}") from e
+        target = spec.rootfs(bundle)
+        mounted = None
+        if req.rootfs:
+            try:
+                rootfs.mount_all(list(req.rootfs), target)
+            except OSError as e:
+                raise TtrpcError(Code.INTERNAL, f"cannot mount the root filesystem: {e}") from e
+            mounted = target
+        try:
+            process = await self._process(req.id, bundle, spec, stdio, target)
+            pid = await process.create()
+        except (AppNotFoundError, ImageError, ProcessError, GrpcError, OSError) as e:
+            if mounted is not None:
+                rootfs.unmount_all(mounted)
+            raise TtrpcError(Code.FAILED_PRECONDITION, f"wasmlet: {e}") from e
+        task = Task(req.id, bundle, stdio, process, mounted)
+        self.tasks[req.id] = task
+        _save_state(task)
+        task.watcher = asyncio.create_task(self._watch(task))
+        self.ctx.publisher.publish(
+            task_events_pb2.TaskCreate(
+                container_id=req.id,
+                bundle=req.bundle,
+                rootfs=list(req.rootfs),
+                io=task_events_pb2.TaskIO(
+                    stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal
+                ),
+                pid=pid,
+            )
+        )
+        return shim_pb2.CreateTaskResponse(pid=pid)
+
+    async def _process(
+        self, task_id: str, bundle: Path, spec: Spec, stdio: Stdio, target: Path
+    ) -> TaskProcess:
+        app = await asyncio.to_thread(
+            appsource.find_app, spec, target, self.ctx.settings.blobs, self._containerd, task_id
+        )
+        log.info("%s: %s", task_id, appsource.describe(app))
+        if isinstance(app, LinuxProgram):
+            return RuncProcess(
+                self.ctx.reaper, task_id, bundle, spec, stdio, self.ctx.settings,
+                self.ctx.namespace,
+            )  # fmt: skip
+        return WasmProcess(
+            self.ctx.reaper, task_id, bundle, spec, stdio, app, self.ctx.settings,
+            self._containerd,
+        )  # fmt: skip
+
+    async def start(self, req: shim_pb2.StartRequest) -> Message:
+        task = self._task(req.id, req.exec_id)
+        if task.status != Status.CREATED:
+            raise TtrpcError(Code.FAILED_PRECONDITION, f"task {req.id!r} was already started")
+        try:
+            await task.process.start()
+        except ProcessError as e:
+            raise TtrpcError(Code.FAILED_PRECONDITION, str(e)) from e
+        if task.status == Status.CREATED:
+            task.status = Status.RUNNING
+        self.ctx.publisher.publish(
+            task_events_pb2.TaskStart(container_id=task.id, pid=task.process.pid)
+        )
+        return shim_pb2.StartResponse(pid=task.process.pid)
+
+    async def _watch(self, task: Task) -> None:
+        """Wait for the process to exit; record it and publish the exit (and an OOM kill)."""
+        assert task.process.exited is not None
+        ooms = task.process.oom_kills()
+        code = await task.process.exited
+        task.exit_status = code
+        task.exited_at = now()
+        task.status = Status.STOPPED
+        if task.process.oom_kills() > ooms:
+            self.ctx.publisher.publish(task_events_pb2.TaskOOM(container_id=task.id))
+        task.stopped.set()
+        log.info("%s: exited with status %d", task.id, code)
+        self.ctx.publisher.publish(
+            task_events_pb2.TaskExit(
+                container_id=task.id,
+                id=task.id,
+                pid=task.process.pid,
+                exit_status=code,
+                exited_at=task.exited_at,
+            )
+        )
+
+    # -- Wait / State / Pids / Stats -----------------------------------------------------
+    async def wait(self, req: shim_pb2.WaitRequest) -> Message:
+        task = self._task(req.id, req.exec_id)
+        await task.stopped.wait()
+        return shim_pb2.WaitResponse(exit_status=task.exit_status, exited_at=task.exited_at)
+
+    async def state(self, req: shim_pb2.StateRequest) -> Message:
+        task = self._task(req.id, req.exec_id)
+        return shim_pb2.StateResponse(
+            id=task.id,
+            bundle=str(task.bundle),
+            pid=task.process.pid,
+            status=task.status,
+            stdin=task.stdio.stdin,
+            stdout=task.stdio.stdout,
+            stderr=task.stdio.stderr,
+            terminal=task.stdio.terminal,
+            exit_status=task.exit_status,
+            exited_at=task.exited_at,
+        )
+
+    async def pids(self, req: shim_pb2.PidsRequest) -> Message:
+        task = self._task(req.id)
+        return shim_pb2.PidsResponse(
+            processes=[task_types_pb2.ProcessInfo(pid=p) for p in task.process.pids()]
+        )
+
+    async def stats(self, req: shim_pb2.StatsRequest) -> Message:
+        task = self._task(req.id)
+        metrics = task.process.metrics()
+        if metrics is None:
+            raise TtrpcError(Code.NOT_FOUND, f"task {req.id!r} has no cgroup to measure")
+        return shim_pb2.StatsResponse(stats=metrics)
+
+    # -- Kill / CloseIO ------------------------------------------------------------------
+    async def kill(self, req: shim_pb2.KillRequest) -> Message:
+        task = self._task(req.id, req.exec_id)
+        if task.status == Status.STOPPED:
+            raise TtrpcError(Code.NOT_FOUND, f"task {req.id!r}: process already finished")
+        signum = req.signal or signal.SIGTERM
+        try:
+            await task.process.kill(signum, req.all)
+        except ProcessError as e:
+            raise TtrpcError(Code.INTERNAL, str(e)) from e
+        return empty_pb2.Empty()
+
+    async def close_io(self, req: shim_pb2.CloseIORequest) -> Message:
+        self._task(req.id, req.exec_id)  # stdin is never held open by the shim
+        return empty_pb2.Empty()
+
+    # -- Delete / Connect / Shutdown -----------------------------------------------------
+    async def delete(self, req: shim_pb2.DeleteRequest) -> Message:
+        task = self._task(req.id, req.exec_id)
+        if task.status == Status.RUNNING:
+            raise TtrpcError(Code.FAILED_PRECONDITION, f"task {req.id!r} is running; kill it first")
+        await task.process.cleanup()
+        if task.status == Status.CREATED:  # deleted before Start
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(task.stopped.wait(), 5)
+        if task.rootfs_mounted is not None:
+            rootfs.unmount_all(task.rootfs_mounted)
+        with contextlib.suppress(OSError):
+            (task.bundle / STATE_FILE).unlink()
+        del self.tasks[task.id]
+        self.ctx.publisher.publish(
+            task_events_pb2.TaskDelete(
+                container_id=task.id,
+                id=task.id,
+                pid=task.process.pid,
+                exit_status=task.exit_status,
+                exited_at=task.exited_at,
+            )
+        )
+        return shim_pb2.DeleteResponse(
+            pid=task.process.pid, exit_status=task.exit_status, exited_at=task.exited_at
+        )
+
+    async def connect(self, req: shim_pb2.ConnectRequest) -> Message:
+        task = self.tasks.get(req.id)
+        return shim_pb2.ConnectResponse(
+            shim_pid=os.getpid(),
+            task_pid=task.process.pid if task else 0,
+            version=f"wasmlet {__version__}",
+        )
+
+    async def shutdown(self, req: shim_pb2.ShutdownRequest) -> Message:
+        if not self.tasks or req.now:
+            self.ctx.on_idle()
+        return empty_pb2.Empty()
+
+
+def _save_state(task: Task) -> None:
+    state = {
+        "id": task.id,
+        "kind": type(task.process).__name__,
+        "rootfs": str(task.rootfs_mounted) if task.rootfs_mounted else None,
+        **task.process.state(),
+    }
+    with contextlib.suppress(OSError):
+        (task.bundle / STATE_FILE).write_text(json.dumps(state))
