@@ -21,6 +21,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -30,6 +31,10 @@ import kmock  # noqa: E402
 from wasmlet.kube.emulator import ApiServer  # noqa: E402
 
 CR = "/apis/core.spinkube.dev/v1alpha1/namespaces/default"
+# BENCH_PROFILE=FILE: profile the operator with cProfile into FILE
+PROFILE = (
+    ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+)
 
 
 def rss_kib(pid: int) -> dict[str, int]:
@@ -51,7 +56,8 @@ def count(api: ApiServer, plural: str, check: Any) -> int:
 
 async def wait_until(api: ApiServer, plural: str, check: Any, n: int, timeout: float) -> float:
     start = time.perf_counter()
-    while count(api, plural, check) < n:
+    while (done := count(api, plural, check)) < n:
+        print(f"  {plural}: {done}/{n}", file=sys.stderr)
         if time.perf_counter() - start > timeout:
             raise SystemExit(f"timed out: {count(api, plural, check)}/{n} {plural}")
         await asyncio.sleep(0.1)
@@ -83,13 +89,32 @@ async def post_all(http: aiohttp.ClientSession, bodies: list[dict[str, Any]]) ->
 
 
 async def bench(n: int, timeout: float) -> None:
-    async with ApiServer() as api, kmock.Server(api) as server:
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - the operator writes to it until the end
+        "w", prefix="wasmlet-operator-", suffix=".log", delete=False
+    )
+    print(f"operator log: {log.name}", file=sys.stderr)
+    api = ApiServer()
+    api.forget_requests()  # kmock scans its request log on every request
+    async with api, kmock.Server(api) as server:
         url = str(server.url).rstrip("/")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "wasmlet.cli", "kube", "operator", "--server", url,
-             "--log-level", "error", "--retry-delay", "1"],
+            [
+                sys.executable,
+                "-m",
+                "wasmlet.cli",
+                "kube",
+                "operator",
+                "--server",
+                url,
+                "--log-level",
+                "error",
+                "--retry-delay",
+                "1",
+            ],
             env=os.environ | {"PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         try:
             async with aiohttp.ClientSession(url) as http:
                 executor = {
@@ -139,17 +164,23 @@ async def bench(n: int, timeout: float) -> None:
                 final = rss_kib(proc.pid)
         finally:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     print(f"SpinApps: {n} (created through the API in {created:.2f} s)")
     print(f"Deployments created: {deployments}")
-    print(f"create -> reconciled (status written): {elapsed:.2f} s = {n / elapsed:.1f} SpinApps/s")
+    print(f"create -> reconciled (status written): {elapsed:.2f} s = {n / elapsed:.1f} apps/s")
     print(
-        f"update -> Deployment rolled:           {updated_in:.2f} s = {n / updated_in:.1f} SpinApps/s"
+        f"update -> Deployment rolled:           {updated_in:.2f} s = {n / updated_in:.1f} apps/s"
     )
     print(f"operator RSS idle:            {idle['VmRSS'] / 1024:.1f} MiB")
-    print(f"operator RSS with {n} apps:  {loaded['VmRSS'] / 1024:.1f} MiB "
-          f"(peak {final['VmHWM'] / 1024:.1f} MiB, after updates {final['VmRSS'] / 1024:.1f} MiB)")  # fmt: skip
+    print(
+        f"operator RSS with {n} apps:  {loaded['VmRSS'] / 1024:.1f} MiB "
+        f"(peak {final['VmHWM'] / 1024:.1f} MiB, after updates {final['VmRSS'] / 1024:.1f} MiB)"
+    )
 
 
 def main() -> None:

@@ -166,6 +166,13 @@ def _add_operator(sub: Any) -> None:
         help="wait before retrying a failed reconcile (default: 10)",
     )
     p.add_argument(
+        "--max-concurrent-reconciles",
+        type=int,
+        default=32,
+        metavar="N",
+        help="reconciles in flight at once (default: 32)",
+    )
+    p.add_argument(
         "--no-watch-pods",
         action="store_true",
         help="do not watch pods (no image-pull errors in status)",
@@ -313,6 +320,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         retry_delay=args.retry_delay,
         webhook=webhook,
         watch_pods=not args.no_watch_pods,
+        max_concurrent=args.max_concurrent_reconciles,
         liveness=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
     )
     return main(config)

@@ -76,7 +76,16 @@ class Controller:
     now: Callable[[], str] = _now
     #: pod problems per app: (namespace, app) -> {pod: [problem, …]}
     problems: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    #: reconciles in flight at once (like controller-runtime's MaxConcurrentReconciles): more
+    #: only queues requests in the HTTP connection pool, whose cost grows with the queue
+    max_concurrent: int = 32
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _slots: asyncio.Semaphore | None = None
+
+    def _limit(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_concurrent)
+        return self._slots
 
     # -- SpinApp -------------------------------------------------------------------------
 
@@ -139,6 +148,10 @@ class Controller:
 
     async def reconcile(self, body: Mapping[str, Any]) -> rec.Desired:
         """Make the cluster match one SpinApp; raise ControllerError (after an Event)."""
+        async with self._limit():
+            return await self._reconcile(body)
+
+    async def _reconcile(self, body: Mapping[str, Any]) -> rec.Desired:
         try:
             app = SpinApp.model_validate(dict(body))
         except ValidationError as e:
@@ -154,7 +167,7 @@ class Controller:
         previous = await self.client.get("Deployment", app.namespace, app.name)
         await self._apply(app, body, desired)
         await self._cleanup(app, desired, previous)
-        await self.refresh_status(app.namespace, app.name)
+        await self._refresh_status(app.namespace, app.name)
         return desired
 
     async def _apply(self, app: SpinApp, body: Mapping[str, Any], desired: rec.Desired) -> None:
@@ -206,11 +219,13 @@ class Controller:
             await self.client.patch_status("SpinApp", app.namespace, app.name, status)
 
     async def refresh_status(self, namespace: str, name: str) -> None:
-        """Recompute a SpinApp's status from the current Deployment and pod problems.
+        """Recompute a SpinApp's status from the current Deployment and pod problems."""
+        async with self._limit():
+            await self._refresh_status(namespace, name)
 
-        Serialized per app and read fresh inside the lock, so a slow reconcile can never
-        overwrite the status a newer Deployment event wrote.
-        """
+    async def _refresh_status(self, namespace: str, name: str) -> None:
+        """Serialized per app and read fresh inside the lock, so a slow reconcile can never
+        overwrite the status a newer Deployment event wrote."""
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
         async with lock:
             app = await self._app(namespace, name)

@@ -47,6 +47,14 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     "apps/v1/deployments": _info("Deployment", True, "status", "scale"),
     "autoscaling/v2/horizontalpodautoscalers": _info("HorizontalPodAutoscaler"),
     "apiextensions.k8s.io/v1/customresourcedefinitions": _info("CustomResourceDefinition", False),
+    "rbac.authorization.k8s.io/v1/clusterroles": _info("ClusterRole", False),
+    "rbac.authorization.k8s.io/v1/clusterrolebindings": _info("ClusterRoleBinding", False),
+    "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations": _info(
+        "MutatingWebhookConfiguration", False
+    ),
+    "admissionregistration.k8s.io/v1/validatingwebhookconfigurations": _info(
+        "ValidatingWebhookConfiguration", False
+    ),
     "core.spinkube.dev/v1alpha1/spinapps": _info("SpinApp", True, "status", "scale"),
     "core.spinkube.dev/v1alpha1/spinappexecutors": _info("SpinAppExecutor", True, "status"),
 }

@@ -51,6 +51,7 @@ class OperatorConfig:
     webhook: kopf.WebhookServer | None = None
     watch_pods: bool = True
     liveness: str | None = None  # e.g. http://0.0.0.0:8080/healthz
+    max_concurrent: int = 32  # reconciles in flight at once
 
 
 def _raise(e: ControllerError, delay: float) -> None:
@@ -92,7 +93,9 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
         if config.webhook is not None:
             settings.admission.server = config.webhook
         client = await KubeClient.connect(config.server)
-        state["controller"] = Controller(client, KopfRecorder())
+        state["controller"] = Controller(
+            client, KopfRecorder(), max_concurrent=config.max_concurrent
+        )
 
     @on.cleanup(id="disconnect", registry=registry)
     async def cleanup(**_: Any) -> None:

@@ -1,0 +1,423 @@
+"""The kopf operator end to end against kmock (an in-memory Kubernetes API; see
+wasmlet.kube.emulator for what it does and does not emulate). No real API server runs here."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kmock
+import kopf
+import pytest
+import pytest_asyncio
+
+from wasmlet.kube import FIELD_MANAGER, FINALIZER
+from wasmlet.kube.emulator import ApiServer
+from wasmlet.kube.operator import OperatorConfig, run
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+
+CR = "/apis/core.spinkube.dev/v1alpha1/namespaces/default"
+CORE = "/api/v1/namespaces/default"
+APPS = "/apis/apps/v1/namespaces/default"
+KEDA_PATH = "/apis/keda.sh/v1alpha1/namespaces/default/scaledobjects/hello-autoscaler"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    api: ApiServer
+    http: aiohttp.ClientSession
+    webhook_port: int
+
+    async def call(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        async with self.http.request(method, path, json=body, **kw) as r:
+            assert r.status < 300, f"{method} {path}: {r.status} {await r.text()}"
+            return await r.json()
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        async with self.http.get(path) as r:
+            return await r.json() if r.status == 200 else None
+
+    async def merge(self, path: str, body: Any) -> Any:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        return await self.call("PATCH", path, body, headers=headers)
+
+    async def wait(self, check: Callable[[], Any], timeout: float = 10.0) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(0.05)
+
+    def events(self, reason: str) -> list[dict[str, Any]]:
+        found = []
+        for (resource, _, _), obj in self.api.objects.items():
+            if resource.plural == "events" and not obj.deleted and obj.raw.get("reason") == reason:
+                found.append(obj.raw)
+        return found
+
+
+@pytest_asyncio.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    port = free_port()
+    async with ApiServer() as api, kmock.Server(api) as server:
+        url = str(server.url).rstrip("/")
+        config = OperatorConfig(
+            server=url,
+            retry_delay=0.3,
+            webhook=kopf.WebhookServer(addr="127.0.0.1", port=port, insecure=True),
+        )
+        # kopf's shutdown cancels every task started after it, so it gets its own thread/loop
+        stop, ready = threading.Event(), threading.Event()
+        thread = threading.Thread(
+            target=lambda: asyncio.run(run(config, stop_flag=stop, ready_flag=ready)), daemon=True
+        )
+        thread.start()
+        async with aiohttp.ClientSession(url) as http:
+            assert await asyncio.to_thread(ready.wait, 10), "the operator did not start"
+            yield Cluster(api, http, port)
+        stop.set()
+        await asyncio.to_thread(thread.join, 10)
+        assert not thread.is_alive(), "the operator did not stop"
+
+
+def executor(name: str = "containerd-shim-spin", **config: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "core.spinkube.dev/v1alpha1",
+        "kind": "SpinAppExecutor",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "createDeployment": True,
+            "deploymentConfig": config or {"runtimeClassName": "wasmtime-spin-v2"},
+        },
+    }
+
+
+def spinapp(name: str = "hello", executor: str = "containerd-shim-spin", **spec: Any) -> dict:
+    return {
+        "apiVersion": "core.spinkube.dev/v1alpha1",
+        "kind": "SpinApp",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"image": f"ghcr.io/x/{name}:v1", "executor": executor, "replicas": 1} | spec,
+    }
+
+
+async def test_create_update_scale_status_delete(cluster: Cluster) -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "default"},
+        "data": {"url": base64.b64encode(b"redis://db:6379").decode()},
+    }
+    await cluster.call("POST", f"{CORE}/secrets", secret)
+    await cluster.call("POST", f"{CR}/spinappexecutors", executor())
+    store = {
+        "name": "default",
+        "type": "redis",
+        "options": [
+            {"name": "url", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "url"}}}
+        ],
+    }
+    app = spinapp(runtimeConfig={"keyValueStores": [store]})
+    created = await cluster.call("POST", f"{CR}/spinapps", app)
+
+    dep = await cluster.wait(lambda: cluster.get(f"{APPS}/deployments/hello"))
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert dep["spec"]["template"]["spec"]["runtimeClassName"] == "wasmtime-spin-v2"
+    await cluster.wait(lambda: cluster.get(f"{CORE}/services/hello"))
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    first_secret = volumes["spin-runtime-config"]["secret"]["secretName"]
+    config = await cluster.get(f"{CORE}/secrets/{first_secret}")
+    assert config is not None
+    assert 'url = "redis://db:6379"' in config["stringData"]["runtime-config.toml"]
+
+    # server-side apply with our field manager, forced
+    applies = [
+        r for r in cluster.api["patch"] if "apply-patch" in r.headers.get("Content-Type", "")
+    ]
+    assert applies and all(
+        r.params.get("fieldManager") == FIELD_MANAGER and r.params.get("force") == "true"
+        for r in applies
+    )
+
+    # status: from the Deployment, kept current as the Deployment changes
+    async def status() -> dict[str, Any]:
+        return ((await cluster.get(f"{CR}/spinapps/hello")) or {}).get("status") or {}
+
+    first = await cluster.wait(status)
+    assert first["activeScheduler"] == "containerd-shim-spin"
+    assert first["selector"].startswith("core.spinkube.dev/app-name=hello")
+    deployment_status = {
+        "status": {
+            "replicas": 1,
+            "readyReplicas": 1,
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": "True",
+                    "reason": "MinimumReplicasAvailable",
+                    "message": "up",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
+        }
+    }
+    await cluster.merge(f"{APPS}/deployments/hello/status", deployment_status)
+
+    async def ready() -> bool:
+        return (await status()).get("readyReplicas") == 1
+
+    await cluster.wait(ready)
+    available = (await status())["conditions"][0]
+    assert (available["type"], available["status"]) == ("Available", "True")
+
+    # update: a new runtime config gets a new Secret name (rollout); the old one goes
+    store["options"] = [{"name": "url", "value": "redis://other:6379"}]
+    await cluster.merge(
+        f"{CR}/spinapps/hello",
+        {
+            "spec": {
+                "runtimeConfig": {"keyValueStores": [store]},
+                "variables": [{"name": "greeting", "value": "hi"}],
+            }
+        },
+    )
+
+    async def rolled() -> str | None:
+        d = await cluster.get(f"{APPS}/deployments/hello")
+        vols = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]} if d else {}
+        name = vols.get("spin-runtime-config", {}).get("secret", {}).get("secretName")
+        return name if name != first_secret else None
+
+    second_secret = await cluster.wait(rolled)
+    await cluster.wait(lambda: _gone(cluster, f"{CORE}/secrets/{first_secret}"))
+    dep = await cluster.get(f"{APPS}/deployments/hello")
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]  # type: ignore[index]
+    assert {"name": "SPIN_VARIABLE_GREETING", "value": "hi"} in env
+
+    # scale through the /scale subresource (kubectl scale spinapp hello --replicas 3)
+    await cluster.merge(f"{CR}/spinapps/hello/scale", {"spec": {"replicas": 3}})
+
+    async def scaled() -> bool:
+        d = await cluster.get(f"{APPS}/deployments/hello")
+        return bool(d and d["spec"].get("replicas") == 3)
+
+    await cluster.wait(scaled)
+
+    # delete: everything the app owned goes with it
+    await cluster.call("DELETE", f"{CR}/spinapps/hello")
+    for path in (
+        f"{APPS}/deployments/hello",
+        f"{CORE}/services/hello",
+        f"{CORE}/secrets/{second_secret}",
+    ):
+        await cluster.wait(lambda p=path: _gone(cluster, p))
+    assert await cluster.get(f"{CORE}/secrets/creds")  # not ours: untouched
+
+
+async def _gone(cluster: Cluster, path: str) -> bool:
+    return await cluster.get(path) is None
+
+
+async def test_executor_missing_then_created(cluster: Cluster) -> None:
+    await cluster.call("POST", f"{CR}/spinapps", spinapp(executor="later"))
+    events = await cluster.wait(lambda: cluster.events("MissingExecutor"))
+    assert "SpinAppExecutor 'later' not found" in events[0]["message"]
+    assert events[0]["type"] == "Warning"
+    assert await cluster.get(f"{APPS}/deployments/hello") is None
+    app = await cluster.get(f"{CR}/spinapps/hello")
+    conditions = app["status"]["conditions"]  # type: ignore[index]
+    assert conditions[0]["reason"] == "DeploymentNotFound"
+
+    await cluster.call("POST", f"{CR}/spinappexecutors", executor("later", spinImage="wasmlet:1"))
+    dep = await cluster.wait(lambda: cluster.get(f"{APPS}/deployments/hello"))
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "wasmlet:1"
+    assert container["args"][:5] == ["up", "--listen", "0.0.0.0:80", "-f", "ghcr.io/x/hello:v1"]
+
+
+async def test_executor_in_use_cannot_be_deleted(cluster: Cluster) -> None:
+    await cluster.call("POST", f"{CR}/spinappexecutors", executor())
+    await cluster.call("POST", f"{CR}/spinapps", spinapp())
+    await cluster.wait(lambda: cluster.get(f"{APPS}/deployments/hello"))
+
+    async def finalized() -> bool:
+        ex = await cluster.get(f"{CR}/spinappexecutors/containerd-shim-spin")
+        return FINALIZER in (ex or {}).get("metadata", {}).get("finalizers", [])
+
+    await cluster.wait(finalized)
+    await cluster.call("DELETE", f"{CR}/spinappexecutors/containerd-shim-spin")
+    events = await cluster.wait(lambda: cluster.events("ExecutorInUse"))
+    assert "used by SpinApp(s) hello" in events[0]["message"]
+    held = await cluster.get(f"{CR}/spinappexecutors/containerd-shim-spin")
+    assert held is not None and held["metadata"].get("deletionTimestamp")
+
+    await cluster.call("DELETE", f"{CR}/spinapps/hello")
+    await cluster.wait(lambda: _gone(cluster, f"{CR}/spinappexecutors/containerd-shim-spin"))
+
+
+async def test_image_pull_errors_surface_in_status_and_events(cluster: Cluster) -> None:
+    await cluster.call("POST", f"{CR}/spinappexecutors", executor())
+    await cluster.call("POST", f"{CR}/spinapps", spinapp())
+    await cluster.wait(lambda: cluster.get(f"{APPS}/deployments/hello"))
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "hello-abc",
+            "namespace": "default",
+            "labels": {"core.spinkube.dev/app-name": "hello"},
+        },
+        "spec": {"containers": [{"name": "hello", "image": "ghcr.io/x/hello:v1"}]},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "hello",
+                    "state": {
+                        "waiting": {
+                            "reason": "ImagePullBackOff",
+                            "message": "Back-off pulling image",
+                        }
+                    },
+                }
+            ]
+        },
+    }
+    await cluster.call("POST", f"{CORE}/pods", pod)
+    events = await cluster.wait(lambda: cluster.events("ImagePullBackOff"))
+    assert "pod hello-abc container hello" in events[0]["message"]
+
+    async def unhealthy() -> dict[str, Any] | None:
+        app = await cluster.get(f"{CR}/spinapps/hello")
+        conds = {c["type"]: c for c in (app or {}).get("status", {}).get("conditions", [])}
+        cond = conds.get("ContainersHealthy")
+        return cond if cond and cond["status"] == "False" else None
+
+    cond = await cluster.wait(unhealthy)
+    assert cond["reason"] == "ImagePullBackOff"
+
+
+async def test_operator_owned_autoscaler_never_both(cluster: Cluster) -> None:
+    await cluster.call("POST", f"{CR}/spinappexecutors", executor())
+    keda = {"type": "keda", "maxReplicas": 5, "cpuUtilization": 50}
+    app = spinapp(
+        enableAutoscaling=True,
+        autoscaler=keda,
+        resources={"limits": {"cpu": "500m", "memory": "128Mi"}},
+    )
+    del app["spec"]["replicas"]
+    await cluster.call("POST", f"{CR}/spinapps", app)
+    events = await cluster.wait(lambda: cluster.events("AutoscalerUnavailable"))
+    assert "KEDA is not installed" in events[0]["message"]
+
+    cluster.api.install_keda()
+    scaled = await cluster.wait(
+        lambda: cluster.get(KEDA_PATH),
+    )
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "hello"
+    dep = await cluster.get(f"{APPS}/deployments/hello")
+    assert dep is not None and "replicas" not in dep["spec"]
+
+    await cluster.merge(f"{CR}/spinapps/hello", {"spec": {"autoscaler": {"type": "hpa"}}})
+    hpa_path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/hello-autoscaler"
+    await cluster.wait(lambda: cluster.get(hpa_path))
+    await cluster.wait(lambda: _gone(cluster, KEDA_PATH))
+
+
+def review(operation: str, obj: dict[str, Any] | None, old: dict[str, Any] | None = None) -> dict:
+    kind = (obj or old or {})["kind"]
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "req-1",
+            "kind": {"group": "core.spinkube.dev", "version": "v1alpha1", "kind": kind},
+            "resource": {
+                "group": "core.spinkube.dev",
+                "version": "v1alpha1",
+                "resource": f"{kind.lower()}s",
+            },
+            "namespace": "default",
+            "operation": operation,
+            "userInfo": {"username": "tester"},
+            "object": obj,
+            "oldObject": old,
+            "dryRun": False,
+        },
+    }
+
+
+async def test_admission_webhooks(cluster: Cluster) -> None:
+    await cluster.call("POST", f"{CR}/spinappexecutors", executor("b-exec"))
+    await cluster.call("POST", f"{CR}/spinappexecutors", executor("a-exec"))
+    await cluster.wait(lambda: cluster.get(f"{CR}/spinappexecutors/a-exec"))
+    await asyncio.sleep(0.3)  # the executors index is filled from the watch
+    base = f"http://127.0.0.1:{cluster.webhook_port}"
+    async with aiohttp.ClientSession(base) as hook:
+
+        async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            async with hook.post(path, json=body) as r:
+                assert r.status == 200, await r.text()
+                return (await r.json())["response"]
+
+        app = spinapp(executor="")
+        del app["spec"]["executor"], app["spec"]["replicas"]
+        mutated = await post("/mutate-spinapp", review("CREATE", app))
+        assert mutated["allowed"] is True
+        patch = base64.b64decode(mutated["patch"]).decode()
+        assert '"a-exec"' in patch and "/spec/executor" in patch
+
+        bad = spinapp(executor="a-exec", enableAutoscaling=True, replicas=3)
+        rejected = await post("/validate-spinapp", review("CREATE", bad))
+        assert rejected["allowed"] is False
+        assert "spec.replicas: must be unset" in rejected["status"]["message"]
+
+        good = await post("/validate-spinapp", review("CREATE", spinapp(executor="a-exec")))
+        assert good["allowed"] is True
+
+        both = executor("c", runtimeClassName="x", spinImage="y")
+        rejected = await post("/validate-spinappexecutor", review("CREATE", both))
+        assert rejected["allowed"] is False and "not both" in rejected["status"]["message"]
+
+        await cluster.call("POST", f"{CR}/spinapps", spinapp(executor="a-exec"))
+        await cluster.wait(lambda: cluster.get(f"{APPS}/deployments/hello"))
+        await asyncio.sleep(0.3)
+        in_use = await post("/validate-spinappexecutor", review("DELETE", None, executor("a-exec")))
+        assert in_use["allowed"] is False
+        assert "used by SpinApp(s) hello" in in_use["status"]["message"]
+
+
+async def test_install_apply_through_the_api() -> None:
+    from wasmlet.errors import WasmletError
+    from wasmlet.kube import install
+    from wasmlet.kube.cli import apply_all
+
+    async with ApiServer() as api, kmock.Server(api) as server:
+        url = str(server.url).rstrip("/")
+        # kmock reads /api/v1/namespaces/NAME as "namespace NAME", not as a Namespace object
+        objs = [o for o in install.objects(webhooks=False) if o["kind"] != "Namespace"]
+        lines = await apply_all(objs, url)
+        assert "CustomResourceDefinition/spinapps.core.spinkube.dev applied" in lines
+        assert "Deployment/wasmlet-operator applied" in lines
+        applies = [r for r in api["patch"] if "apply-patch" in r.headers.get("Content-Type", "")]
+        assert {r.params.get("fieldManager") for r in applies} == {"wasmlet-install"}
+        with pytest.raises(WasmletError, match="cert-manager is not installed"):
+            await apply_all([o for o in install.objects() if o["kind"] != "Namespace"], url)
