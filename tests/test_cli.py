@@ -224,3 +224,43 @@ def test_unsupported_variables_provider(tmp_path: Path) -> None:
     r = run_cli("up", "--runtime-config-file", str(tmp_path / "rc.toml"), cwd=tmp_path)
     assert r.returncode == 1
     assert "provider type 'vault' is not supported" in r.stderr
+
+
+TWO_COMPONENTS = """
+spin_manifest_version = 2
+[application]
+name = "two"
+[[trigger.http]]
+route = "/a/..."
+component = "a"
+executor = { type = "wagi" }
+[[trigger.http]]
+route = "/b/..."
+component = "b"
+executor = { type = "wagi" }
+[component.a]
+source = "{testbed}"
+[component.b]
+source = "{testbed}"
+"""
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_component_id_retains_only_those_components(
+    tmp_path: Path, server_factory, how: str
+) -> None:  # type: ignore[no-untyped-def]
+    write_app(tmp_path, TWO_COMPONENTS)
+    if how == "flag":
+        s = server_factory(tmp_path, "--component-id", "b")
+    else:
+        s = server_factory(tmp_path, env={"SPIN_COMPONENTS_TO_RETAIN": "b"})
+    assert s.get("/b/?mode=echo").status_code == 200
+    assert s.get("/a/?mode=echo").status_code == 404
+    assert "a: " not in s.log
+
+
+def test_component_id_unknown(tmp_path: Path) -> None:
+    write_app(tmp_path, TWO_COMPONENTS)
+    r = run_cli("up", "-f", str(tmp_path), "--component-id", "zz")
+    assert r.returncode == 1
+    assert "--component-id 'zz': the app has no such component (components: a, b)" in r.stderr

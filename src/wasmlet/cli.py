@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="runtime configuration TOML (state_dir, max_instance_memory, stores, …)",
     )
     up.add_argument(
+        "-c",
+        "--component-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only this component (repeatable; env SPIN_COMPONENTS_TO_RETAIN, comma-separated)",
+    )
+    up.add_argument(
         "-e",
         "--env",
         type=_key_value,
@@ -304,7 +312,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     app, home = _load(args.app, insecure=args.insecure)
     rc = load_runtime_config(args.runtime_config_file, home)
-    app = apply_cli_overrides(app, env=dict(args.env))
+    retain = args.component_id or [
+        c for c in os.environ.get("SPIN_COMPONENTS_TO_RETAIN", "").split(",") if c
+    ]
+    app = apply_cli_overrides(app, env=dict(args.env), retain=retain)
     state_dir = args.state_dir or rc.state_dir or home / ".spin"
     memory = args.max_instance_memory
     if isinstance(memory, str):  # from SPIN_MAX_INSTANCE_MEMORY

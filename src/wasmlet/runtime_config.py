@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .engine import parse_size
-from .errors import NotSupportedError, RuntimeConfigError
+from .errors import NotSupportedError, RuntimeConfigError, WasmletError
 from .locked import LockedApp
 from .variables import ENV_PREFIX, EnvProvider, StaticProvider, VariableProvider
 
@@ -112,11 +112,29 @@ def load_runtime_config(path: Path | None, home: Path) -> RuntimeConfig:
     return config
 
 
-def apply_cli_overrides(app: LockedApp, env: dict[str, str]) -> LockedApp:
-    """`--env K=V` sets an environment variable in every component."""
-    if not env:
+def apply_cli_overrides(
+    app: LockedApp, env: dict[str, str], retain: list[str] | None = None
+) -> LockedApp:
+    """`--env K=V` sets an environment variable in every component; `--component-id`
+    (or `SPIN_COMPONENTS_TO_RETAIN`) keeps only those components and their triggers."""
+    if not env and not retain:
         return app
     app = app.model_copy(deep=True)
+    if retain:
+        known = {c.id for c in app.components}
+        unknown = [c for c in retain if c not in known]
+        if unknown:
+            raise WasmletError(
+                f"--component-id {unknown[0]!r}: the app has no such component "
+                f"(components: {', '.join(sorted(known))})"
+            )
+        app.components = [c for c in app.components if c.id in retain]
+        app.triggers = [
+            t
+            for t in app.triggers
+            if t.trigger_config.get("component", retain[0]) in retain
+            or "static_response" in t.trigger_config
+        ]
     for component in app.components:
         component.env.update(env)
     return app
