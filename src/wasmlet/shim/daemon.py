@@ -56,7 +56,7 @@ async def serve(sock: socket.socket, namespace: str, address: str) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, done.set)
     loop.add_signal_handler(signal.SIGPIPE, lambda: None)
-    log.info("shim %d serving %s tasks of namespace %s", os.getpid(), "the", namespace)
+    log.info("shim %d serving namespace %s on %s", os.getpid(), namespace, sock.getsockname())
     await done.wait()
     await asyncio.sleep(0.05)  # let the Shutdown response go out
     await publisher.drain()

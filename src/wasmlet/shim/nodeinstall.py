@@ -152,9 +152,9 @@ def _label(opts: Options, report: Report, value: str | None) -> None:
     if opts.dry_run:
         report.add(what)
         return
-    import kr8s
+    from kr8s.objects import Node
 
-    node = kr8s.objects.Node.get(opts.label_node)
+    node = Node.get(opts.label_node)
     if value is None:
         node.patch({"metadata": {"labels": {NODE_LABEL: None}}})
     else:

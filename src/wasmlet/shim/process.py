@@ -174,6 +174,8 @@ class WasmProcess(TaskProcess):
             raise ProcessError("already started")
         try:
             os.write(self._go, b"g")
+        except BrokenPipeError:
+            pass  # it died while created (e.g. OOM-killed): the exit is reported as usual
         finally:
             os.close(self._go)
             self._go = None

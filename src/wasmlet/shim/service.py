@@ -40,6 +40,7 @@ log = logging.getLogger("wasmlet.shim.service")
 
 SERVICE = "containerd.task.v2.Task"
 Status = task_types_pb2.Status
+OOM_POLL = 1.0  # seconds between looks at the task cgroup's OOM-kill count
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Task:
     process: TaskProcess
     rootfs_mounted: Path | None
     status: int = Status.CREATED
+    started: bool = False
     exit_status: int = 0
     exited_at: timestamp_pb2.Timestamp = field(default_factory=timestamp_pb2.Timestamp)
     watcher: asyncio.Task[None] | None = None
@@ -159,37 +161,54 @@ class TaskService:
 
     async def start(self, req: shim_pb2.StartRequest) -> Message:
         task = self._task(req.id, req.exec_id)
-        if task.status != Status.CREATED:
+        if task.started:
             raise TtrpcError(Code.FAILED_PRECONDITION, f"task {req.id!r} was already started")
-        try:
-            await task.process.start()
-        except ProcessError as e:
-            raise TtrpcError(Code.FAILED_PRECONDITION, str(e)) from e
+        if task.status == Status.CREATED:
+            try:
+                await task.process.start()
+            except ProcessError as e:
+                raise TtrpcError(Code.FAILED_PRECONDITION, str(e)) from e
+        task.started = True
         if task.status == Status.CREATED:
             task.status = Status.RUNNING
         self.ctx.publisher.publish(
             task_events_pb2.TaskStart(container_id=task.id, pid=task.process.pid)
         )
+        if task.status == Status.STOPPED:  # it died while created (e.g. OOM): report it now
+            self._publish_exit(task)
         return shim_pb2.StartResponse(pid=task.process.pid)
 
     async def _watch(self, task: Task) -> None:
-        """Wait for the process to exit; record it and publish the exit (and an OOM kill)."""
-        assert task.process.exited is not None
-        ooms = task.process.oom_kills()
-        code = await task.process.exited
+        """Wait for the process to exit, publishing an OOM kill in its cgroup as it happens
+        (polled every OOM_POLL seconds); then record and publish the exit."""
+        exited = task.process.exited
+        assert exited is not None
+        seen = 0
+        while True:
+            done, _ = await asyncio.wait({exited}, timeout=OOM_POLL)
+            ooms = task.process.oom_kills()
+            if ooms > seen:
+                seen = ooms
+                log.warning("%s: OOM kill in the task's cgroup", task.id)
+                self.ctx.publisher.publish(task_events_pb2.TaskOOM(container_id=task.id))
+            if done:
+                break
+        code = exited.result()
         task.exit_status = code
         task.exited_at = now()
         task.status = Status.STOPPED
-        if task.process.oom_kills() > ooms:
-            self.ctx.publisher.publish(task_events_pb2.TaskOOM(container_id=task.id))
         task.stopped.set()
         log.info("%s: exited with status %d", task.id, code)
+        if task.started:  # else Start reports it, after /tasks/start
+            self._publish_exit(task)
+
+    def _publish_exit(self, task: Task) -> None:
         self.ctx.publisher.publish(
             task_events_pb2.TaskExit(
                 container_id=task.id,
                 id=task.id,
                 pid=task.process.pid,
-                exit_status=code,
+                exit_status=task.exit_status,
                 exited_at=task.exited_at,
             )
         )

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 SANDBOX_ID_ANNOTATIONS = ("io.kubernetes.cri.sandbox-id", "io.kubernetes.cri-o.SandboxID")
-CONTAINER_TYPE_ANNOTATION = "io.kubernetes.cri.container-type"
 
 
 @dataclass(frozen=True)
