@@ -165,6 +165,17 @@ def test_client_that_leaves_mid_stream_does_not_block_the_server(server: Server)
     assert server.get("/hello").status_code == 200
 
 
+def test_chunked_request_body_streams_to_the_guest(server: Server) -> None:
+    parts = [bytes([i]) * 65536 for i in range(16)]  # 1 MiB, sent as it is produced
+
+    def produce() -> Iterator[bytes]:
+        yield from parts
+
+    r = server.request("POST", "/echo/x/", content=produce())
+    assert r.status_code == 200
+    assert r.content.endswith(b"\n\n" + b"".join(parts))
+
+
 def test_trap_mid_body_cuts_the_body_short(server: Server) -> None:
     with pytest.raises(httpx.RemoteProtocolError):
         server.get("/trap")

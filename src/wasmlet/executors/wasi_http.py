@@ -137,6 +137,7 @@ class WasiHttpExecutor(ComponentExecutor):
             authority=request.host,
             headers=headers,
             body=request.body,
+            body_rest=request.body_rest,
         )
         outparam = ResponseOutparam(stream=channel)
         failure: Exception | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -179,6 +180,7 @@ class IncomingRequest:
     headers: list[tuple[str, bytes]]
     body: bytes
     consumed: bool = False
+    body_rest: Callable[[], bytes | None] | None = None  # more body, read as the guest asks
 
 
 @dataclass
@@ -394,7 +396,19 @@ def _ireq_consume(rep: int) -> object:
     if req.consumed:
         return Err()
     req.consumed = True
-    return Ok(_t().push(IncomingBody(BytesInputStream(req.body))))
+    if req.body_rest is None:
+        return Ok(_t().push(IncomingBody(BytesInputStream(req.body))))
+    return Ok(_t().push(IncomingBody(IterInputStream(_body_chunks(req.body, req.body_rest)))))
+
+
+def _body_chunks(first: bytes, rest: Callable[[], bytes | None]) -> Callable[[], bytes | None]:
+    """What has arrived, then the rest as the client sends it."""
+    pending = [first] if first else []
+
+    def next_chunk() -> bytes | None:
+        return pending.pop() if pending else rest()
+
+    return next_chunk
 
 
 # -- bodies ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ...executors.wagi import DEFAULT_ARGV, WagiExecutor
 from ...locked import LockedApp, LockedTrigger
 from ...runtime import AppRuntime
 from .router import Router
-from .streaming import ResponseChannel
+from .streaming import RequestBodyReader, ResponseChannel
 from .types import HttpExecutor, HttpRequest, HttpResponse
 
 log = logging.getLogger("wasmlet.http")
@@ -170,9 +170,11 @@ class HttpTrigger:
             return HttpResponse(404)
         match, handler = found
 
-        body = await self._read_body(scope, receive)
-        if body is None:
+        streaming = getattr(handler, "streaming", False)
+        read = await self._read_body(scope, receive, whole=not streaming)
+        if read is None:
             return HttpResponse(413, [("content-type", "text/plain")], b"request body too large\n")
+        body, body_rest = read
         if isinstance(handler, StaticResponse):
             return HttpResponse(handler.status, list(handler.headers), handler.body)
 
@@ -188,9 +190,10 @@ class HttpTrigger:
             client=(client[0], client[1]),
             scheme=scope.get("scheme", "http"),
             http_version=scope.get("http_version", "1.1"),
+            body_rest=body_rest,
         )
         loop = asyncio.get_running_loop()
-        if getattr(handler, "streaming", False):
+        if streaming:
             await self._stream(handler, request, match, send)
             return None
         try:
@@ -235,8 +238,11 @@ class HttpTrigger:
             channel.close()  # a client that went away must not block the guest
         await done
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The whole request body, or None when it exceeds the limit."""
+    async def _read_body(
+        self, scope: Scope, receive: Receive, whole: bool
+    ) -> tuple[bytes, RequestBodyReader | None] | None:
+        """The request body, or None when it exceeds the limit. With `whole=False`, what has
+        arrived with the first message plus a reader for the rest (if any)."""
         for k, v in scope["headers"]:
             if k.lower() == b"content-length" and v.isdigit() and int(v) > self.max_body:
                 return None
@@ -253,7 +259,10 @@ class HttpTrigger:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        return b"".join(chunks)
+            if not whole:
+                loop = asyncio.get_running_loop()
+                return b"".join(chunks), RequestBodyReader(receive, loop, self.max_body, size)
+        return b"".join(chunks), None
 
     def _well_known(self, path: str) -> HttpResponse:
         if path == WELL_KNOWN + "health":

@@ -119,3 +119,40 @@ class ResponseChannel:
         """Stop accepting chunks (the client is gone or the response is done)."""
         self._closed = True
         self._space.release()
+
+
+class RequestBodyReader:
+    """The rest of a request body, read on demand from a worker thread: each call returns the
+    next non-empty chunk, or None at the end. Raises when the client goes away or the body
+    passes `limit` bytes (the guest sees a stream error)."""
+
+    def __init__(
+        self,
+        receive: Any,
+        loop: asyncio.AbstractEventLoop,
+        limit: int,
+        received: int,
+        timeout: float = 300.0,
+    ) -> None:
+        self._receive = receive
+        self._loop = loop
+        self._limit = limit
+        self._received = received
+        self._timeout = timeout
+        self._done = False
+
+    def __call__(self) -> bytes | None:
+        while not self._done:
+            message = asyncio.run_coroutine_threadsafe(self._receive(), self._loop).result(
+                self._timeout
+            )
+            if message["type"] == "http.disconnect":
+                raise ConnectionError("the client went away before the body was complete")
+            chunk = message.get("body", b"")
+            self._received += len(chunk)
+            if self._received > self._limit:
+                raise ValueError(f"request body larger than {self._limit} bytes")
+            self._done = not message.get("more_body", False)
+            if chunk:
+                return bytes(chunk)
+        return None

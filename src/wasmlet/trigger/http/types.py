@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +19,9 @@ class HttpRequest:
     client: tuple[str, int]
     scheme: str = "http"
     http_version: str = "1.1"
+    # The rest of the body when it had not all arrived yet: called from the worker thread,
+    # returns the next chunk or None at the end (streaming executors only).
+    body_rest: Callable[[], bytes | None] | None = None
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
