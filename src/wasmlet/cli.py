@@ -43,7 +43,8 @@ def configure_logging(level: str) -> None:
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
-def _key_value(text: str) -> tuple[str, str]:
+def key_value_arg(text: str) -> tuple[str, str]:
+    """An argparse type for `KEY=VALUE` (the value may contain `=`)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "-e",
         "--env",
-        type=_key_value,
+        type=key_value_arg,
         action="append",
         default=[],
         metavar="KEY=VALUE",
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--variable",
-        type=_key_value,
+        type=key_value_arg,
         action="append",
         default=[],
         metavar="NAME=VALUE",

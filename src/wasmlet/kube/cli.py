@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli import key_value_arg
 from ..errors import WasmletError
 from . import DEFAULT_IMAGE
 
@@ -18,13 +19,6 @@ examples:
       --memory-limit 128Mi -o hello.yaml
   wasmlet kube scaffold -f ghcr.io/org/hello:v1 --executor wasmlet-container -v greeting=hi
 """
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return key, value
 
 
 def _add_scaffold(sub: Any) -> None:
@@ -78,7 +72,7 @@ def _add_scaffold(sub: Any) -> None:
     p.add_argument(
         "-v",
         "--variable",
-        type=_key_value,
+        type=key_value_arg,
         action="append",
         default=[],
         metavar="NAME=VALUE",
