@@ -100,10 +100,9 @@ class ComponentExecutor:
         capabilities = self.capabilities()
         if self.files_root is not None:
             capabilities = {**capabilities, FILES_ROOT: self.files_root}
-        state = InstanceState(self.component_id, capabilities)
         timeout = self.engine.settings.request_timeout
-        state.deadline = time.monotonic() + timeout if timeout > 0 else None  # type: ignore[attr-defined]
-        return state
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        return InstanceState(self.component_id, capabilities, deadline)
 
     def _log_failure(self, error: Exception) -> None:
         text = str(getattr(error, "cause", None) or error)

@@ -51,10 +51,16 @@ class ResourceTable:
 class InstanceState:
     """Everything the host keeps for one component instance (one request)."""
 
-    def __init__(self, component_id: str, capabilities: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        component_id: str,
+        capabilities: dict[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.component_id = component_id
         self.table = ResourceTable()
         self.capabilities = capabilities or {}
+        self.deadline = deadline  # time.monotonic() by which blocking host calls give up
 
     def capability(self, name: str) -> Any:
         try:

@@ -242,7 +242,7 @@ def wait_any(pollables: list[Pollable]) -> list[int]:
     state = current()
     if not any(p.ready() for p in pollables):
         about_to_block()
-    limit = getattr(state, "deadline", None)
+    limit = state.deadline
     while True:
         ready = [i for i, p in enumerate(pollables) if p.ready()]
         if ready:
