@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=0,
         metavar="N",
-        help="Wasm threads per worker (default: 4 per core, at least 8)",
+        help="Wasm threads per worker (default: 2 per core, at least 4)",
     )
     up.add_argument(
         "--runtime-config-file",

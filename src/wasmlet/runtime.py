@@ -126,14 +126,8 @@ class AppRuntime:
             prepared.component.env,
             prepared.files_root,
             lambda: self.capabilities(component_id),
-            self.host_interfaces(),
+            self.factors.enable(comp.type.imports(self.engine.engine)),
         )
-
-    def host_interfaces(self) -> list[Any]:
-        """Spin's host APIs offered to components (besides WASI)."""
-        from . import factors
-
-        return factors.INTERFACES
 
     def capabilities(self, component_id: str) -> dict[str, Any]:
         """Per-instance capability state for one component (policy decided per app)."""

@@ -2,12 +2,19 @@
 (`INTERFACES`), and the app-level state built here once per app from the locked app and the
 runtime config. Per instance, a component gets a small dict of capability objects that its
 host functions read; policy (labels, allowed hosts) is decided here, not per call.
+
+A factor module is imported only when a component imports one of its interfaces
+(`AppFactors.enable`), so an app that uses no database does not pay for loading the
+PostgreSQL, MySQL, Redis and MQTT client libraries.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..errors import RuntimeConfigError
@@ -17,16 +24,37 @@ from ..runtime_config import RuntimeConfig, variable_providers
 from ..variables import VariableResolver
 from ..wasi._iface import Interface
 from ..wasi.http import OutboundHttp
-from . import key_value, mqtt, rdbms, redis, sqlite, variables
+from . import key_value, sqlite, variables
 
-INTERFACES: list[Interface] = [
-    *key_value.INTERFACES,
-    *variables.INTERFACES,
-    *sqlite.INTERFACES,
-    *redis.INTERFACES,
-    *rdbms.INTERFACES,
-    *mqtt.INTERFACES,
-]
+# Which factor module serves an imported interface (by name prefix).
+PROVIDERS: dict[str, str] = {
+    "fermyon:spin/key-value@": "key_value",
+    "wasi:keyvalue/": "key_value",
+    "fermyon:spin/variables@": "variables",
+    "spin:variables/": "variables",
+    "wasi:config/": "variables",
+    "fermyon:spin/sqlite@": "sqlite",
+    "spin:sqlite/": "sqlite",
+    "fermyon:spin/redis@": "redis",
+    "fermyon:spin/postgres@": "rdbms",
+    "spin:postgres/": "rdbms",
+    "fermyon:spin/mysql@": "rdbms",
+    "fermyon:spin/rdbms-types@": "rdbms",
+    "fermyon:spin/mqtt@": "mqtt",
+}
+
+
+def factor_module(name: str) -> ModuleType:
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def modules_for(imports: Iterable[str]) -> set[str]:
+    """The factor modules serving any of these imported interface names."""
+    return {mod for name in imports for prefix, mod in PROVIDERS.items() if name.startswith(prefix)}
+
+
+def interfaces_of(modules: Iterable[str]) -> list[Interface]:
+    return [iface for mod in sorted(set(modules)) for iface in factor_module(mod).INTERFACES]
 
 
 def make_resolver(
@@ -64,7 +92,15 @@ class AppFactors:
         self._databases: dict[str, sqlite.Database] | None = None
         self._state_dir = state_dir
         self._instances: dict[str, dict[str, Any]] = {}
+        self._enabled: set[str] = set()
         self._check_labels()
+
+    def enable(self, imports: Iterable[str]) -> list[Interface]:
+        """Load the factors a component imports; return their interfaces for its linker.
+        Call before the component's first instance."""
+        modules = modules_for(imports)
+        self._enabled |= modules
+        return interfaces_of(modules)
 
     def _check_labels(self) -> None:
         defined = {key_value.DEFAULT, *self.config.key_value_store}
@@ -109,14 +145,19 @@ class AppFactors:
             labels = frozenset(c.metadata.get("key_value_stores", []))
             databases = frozenset(c.metadata.get("databases", []))
             policy = OutboundPolicy.parse(hosts)
-            self._instances[component_id] = {
+            caps: dict[str, Any] = {
                 "outbound_http": OutboundHttp(policy, self.self_origin),
                 "key_value": key_value.KeyValue(self.stores, labels),
                 "variables": variables.Variables(self.resolver, component_id),
                 "sqlite": sqlite.Sqlite(self.databases, databases),
-                "outbound_redis": redis.OutboundRedis(policy),
-                "outbound_pg": rdbms.OutboundPg(policy),
-                "outbound_mysql": rdbms.OutboundMysql(policy),
-                "outbound_mqtt": mqtt.OutboundMqtt(policy),
             }
+            if "redis" in self._enabled:
+                caps["outbound_redis"] = factor_module("redis").OutboundRedis(policy)
+            if "rdbms" in self._enabled:
+                rdbms = factor_module("rdbms")
+                caps["outbound_pg"] = rdbms.OutboundPg(policy)
+                caps["outbound_mysql"] = rdbms.OutboundMysql(policy)
+            if "mqtt" in self._enabled:
+                caps["outbound_mqtt"] = factor_module("mqtt").OutboundMqtt(policy)
+            self._instances[component_id] = caps
         return self._instances[component_id]
