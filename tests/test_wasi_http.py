@@ -269,3 +269,23 @@ def test_core_module_with_spin_executor_is_a_clear_error(tmp_path: Path) -> None
     assert r.returncode == 1
     assert "is a core module" in r.stderr
     assert 'executor = { type = "wagi" }' in r.stderr
+
+
+def test_component_with_wagi_executor_is_a_clear_error(tmp_path: Path) -> None:
+    write_app(
+        tmp_path,
+        f"""
+        spin_manifest_version = 2
+        [application]
+        name = "w"
+        [[trigger.http]]
+        route = "/..."
+        component = "w"
+        executor = {{ type = "wagi" }}
+        [component.w]
+        source = "{COMPONENTS / "hello.wasm"}"
+        """,
+    )
+    r = run_cli("up", "-f", str(tmp_path), "--listen", "127.0.0.1:0")
+    assert r.returncode == 1
+    assert "is a Wasm component, but the Wagi executor" in r.stderr

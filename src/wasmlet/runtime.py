@@ -136,9 +136,10 @@ class AppRuntime:
     def require_module(self, component_id: str) -> PreparedComponent:
         prepared = self.prepare(component_id)
         if prepared.module is None:
-            raise NotSupportedError(
-                f"component {component_id!r} is a Wasm component; this executor needs a "
-                "WASI preview1 command module (components are not supported here yet)"
+            raise EngineError(
+                f"component {component_id!r} is a Wasm component, but the Wagi executor "
+                "runs WASI preview1 command modules; drop `executor = { type = \"wagi\" }` "
+                "to run it with the component executor"
             )
         return prepared
 
