@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Literal
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _buildkit import BuildError, SetupError, select, write_if_changed  # noqa: E402
 
 Toolchain = Literal["c", "rust"]
 
@@ -96,18 +98,6 @@ TARGETS: tuple[Target, ...] = (
     Target("wagi-app/echo", "c", WAGI_APP, "src/echo.c", (f"{WAGI_APP}/echo.wasm",)),
     Target("wagi-app/rust", "rust", WAGI_APP, "src/hello.rs", (f"{WAGI_APP}/rust-hello.wasm",)),
 )
-
-
-class BuildError(Exception):
-    """A target failed to build (exit status 1); the message is one line."""
-
-    status = 1
-
-
-class SetupError(BuildError):
-    """A toolchain is missing or the command line is wrong (exit status 2)."""
-
-    status = 2
 
 
 def compiler_env(toolchain: Toolchain) -> dict[str, str]:
@@ -212,26 +202,8 @@ def build_target(target: Target, output: Path) -> bytes:
     return output.read_bytes()
 
 
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Atomically replace `path` with `data` unless it already holds them; True if written."""
-    if path.is_file() and path.read_bytes() == data:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-    return True
-
-
 def select_targets(names: Sequence[str]) -> list[Target]:
-    if not names:
-        return list(TARGETS)
-    by_name = {target.name: target for target in TARGETS}
-    unknown = [name for name in names if name not in by_name]
-    if unknown:
-        known = ", ".join(by_name)
-        raise SetupError(f"unknown target(s): {', '.join(unknown)} (targets: {known})")
-    return [by_name[name] for name in dict.fromkeys(names)]
+    return select(TARGETS, names)
 
 
 def run(targets: Sequence[Target], check: bool) -> int:

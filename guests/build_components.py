@@ -61,6 +61,9 @@ from pathlib import Path
 from typing import Literal
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _buildkit import BuildError, SetupError, select, write_if_changed  # noqa: E402
+
 SOURCES = ROOT / "guests" / "components"
 BUILD = ROOT / "guests" / "build"
 TOOLS_VENV = BUILD / "tools-venv"
@@ -137,18 +140,6 @@ TARGETS: tuple[Target, ...] = (
     Target("python-files", "python", ("python-files/app.py",)),
     Target("js-app", "js", ("js/app.js", "js/preopen.mjs", "js/package-lock.json")),
 )
-
-
-class BuildError(Exception):
-    """A target failed to build (exit status 1); the message is one line."""
-
-    status = 1
-
-
-class SetupError(BuildError):
-    """A toolchain is missing or the command line is wrong (exit status 2)."""
-
-    status = 2
 
 
 # --- toolchains -------------------------------------------------------------------------------
@@ -382,17 +373,6 @@ def cache_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Atomically replace `path` with `data` unless it already holds them; True if written."""
-    if path.is_file() and path.read_bytes() == data:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-    return True
-
-
 def ensure_built(target: Target, force: bool = False) -> tuple[Path, bool]:
     """Build `target` unless its output is current; returns (output, whether it was built).
 
@@ -425,14 +405,7 @@ def ensure_built(target: Target, force: bool = False) -> tuple[Path, bool]:
 
 
 def select_targets(names: Sequence[str]) -> list[Target]:
-    if not names:
-        return list(TARGETS)
-    by_name = {target.name: target for target in TARGETS}
-    unknown = [name for name in names if name not in by_name]
-    if unknown:
-        known = ", ".join(by_name)
-        raise SetupError(f"unknown target(s): {', '.join(unknown)} (targets: {known})")
-    return [by_name[name] for name in dict.fromkeys(names)]
+    return select(TARGETS, names)
 
 
 def target(name: str) -> Target:
