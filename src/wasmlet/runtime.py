@@ -138,7 +138,7 @@ class AppRuntime:
         if prepared.module is None:
             raise EngineError(
                 f"component {component_id!r} is a Wasm component, but the Wagi executor "
-                "runs WASI preview1 command modules; drop `executor = { type = \"wagi\" }` "
+                'runs WASI preview1 command modules; drop `executor = { type = "wagi" }` '
                 "to run it with the component executor"
             )
         return prepared
