@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,6 +44,7 @@ from .io import (
     INPUT_STREAM,
     OUTPUT_STREAM,
     POLLABLE,
+    BytesInputStream,
     FuturePollable,
     IoError,
     IterInputStream,
@@ -52,7 +52,6 @@ from .io import (
     StreamFailed,
     StreamingOutputStream,
     new_pollable,
-    wait_any,
 )
 
 log = logging.getLogger("wasmlet.http")
@@ -390,8 +389,6 @@ def _ireq_headers(rep: int) -> int:
     Result(Own(INCOMING_BODY), None),
 )
 def _ireq_consume(rep: int) -> object:
-    from .io import BytesInputStream
-
     req = _req(rep)
     if req.consumed:
         return Err()
@@ -814,17 +811,4 @@ def _send(
     )
 
 
-def wait_future(fut: concurrent.futures.Future[object]) -> None:
-    wait_any([FuturePollable(fut)])
-
-
 INTERFACES = [types_iface, handler_iface]
-
-__all__ = [
-    "INCOMING_REQUEST",
-    "RESPONSE_OUTPARAM",
-    "IncomingRequest",
-    "OutboundHttp",
-    "ResponseOutparam",
-    "time",
-]
