@@ -43,6 +43,7 @@ WASI_020 = {"wasi:io/error@0.2.0", "wasi:io/streams@0.2.0", "wasi:http/types@0.2
 SHAPES: dict[str, tuple[set[str], set[str]]] = {
     "hello": (WASI_020, {HTTP_020}),
     "echo": (WASI_020, {HTTP_020}),
+    "trailers": (WASI_020, {HTTP_020}),
     "trap-mid-body": (WASI_020, {HTTP_020}),
     "no-response": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "loop": ({"wasi:http/types@0.2.0"}, {HTTP_020}),

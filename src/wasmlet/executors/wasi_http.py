@@ -137,6 +137,7 @@ class WasiHttpExecutor(ComponentExecutor):
             headers=headers,
             body=request.body,
             body_rest=request.body_rest,
+            trailers=_encoded(request.trailers),
         )
         outparam = ResponseOutparam(stream=channel)
         failure: Exception | None = None
@@ -211,9 +212,22 @@ class WasiHttpExecutor(ComponentExecutor):
             log.error(
                 "component %s dropped the response body without finishing it", self.component_id
             )
+        trailers = body.trailers if body is not None and body.finished else None
         return HttpResponse(
-            resp.status, decode_fields(resp.headers.entries), data, truncated=truncated
+            resp.status,
+            decode_fields(resp.headers.entries),
+            data,
+            truncated=truncated,
+            trailers=decode_fields(trailers) if trailers else None,
         )
+
+
+def _encoded(
+    fields: Callable[[], list[tuple[str, str]]] | None,
+) -> Callable[[], list[tuple[str, bytes]]] | None:
+    if fields is None:
+        return None
+    return lambda: [(k, v.encode("latin-1")) for k, v in fields()]
 
 
 def _trap_summary(text: str) -> str:

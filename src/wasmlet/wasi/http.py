@@ -46,9 +46,11 @@ from .io import (
     POLLABLE,
     BytesInputStream,
     FuturePollable,
+    InputStream,
     IoError,
     IterInputStream,
     Pollable,
+    StreamClosed,
     StreamFailed,
     StreamingOutputStream,
     new_pollable,
@@ -180,19 +182,34 @@ class IncomingRequest:
     body: bytes
     consumed: bool = False
     body_rest: Callable[[], bytes | None] | None = None  # more body, read as the guest asks
+    # The trailer fields, complete once the whole body has been read (None: not known).
+    trailers: Callable[[], list[tuple[str, bytes]]] | None = None
 
 
 @dataclass
 class IncomingBody:
     stream: Any  # an InputStream
     taken: bool = False
-    trailers: list[tuple[str, bytes]] | None = None
+    trailers: Callable[[], list[tuple[str, bytes]]] | None = None
 
 
 @dataclass
 class FutureTrailers:
-    trailers: list[tuple[str, bytes]] | None
+    """The trailers of an incoming body: known once the rest of the body has been read
+    (and discarded, if the guest did not read it)."""
+
+    stream: Any  # the body's InputStream
+    source: Callable[[], list[tuple[str, bytes]]] | None
     taken: bool = False
+
+    def resolve(self) -> list[tuple[str, bytes]] | None:
+        while True:
+            try:
+                self.stream.blocking_read(65536)
+            except StreamClosed:
+                break
+        fields = self.source() if self.source is not None else []
+        return fields or None  # an empty trailer section is no trailers
 
 
 @dataclass
@@ -217,7 +234,7 @@ class ResponseStream(Protocol):
 
     def start(self, status: int, headers: list[tuple[str, str]]) -> None: ...
     def write(self, data: bytes) -> None: ...
-    def end(self) -> None: ...
+    def end(self, trailers: list[tuple[str, str]] | None = None) -> None: ...
 
 
 @dataclass
@@ -394,8 +411,10 @@ def _ireq_consume(rep: int) -> object:
         return Err()
     req.consumed = True
     if req.body_rest is None:
-        return Ok(_t().push(IncomingBody(BytesInputStream(req.body))))
-    return Ok(_t().push(IncomingBody(IterInputStream(_body_chunks(req.body, req.body_rest)))))
+        stream: InputStream = BytesInputStream(req.body)
+    else:
+        stream = IterInputStream(_body_chunks(req.body, req.body_rest))
+    return Ok(_t().push(IncomingBody(stream, trailers=req.trailers)))
 
 
 def _body_chunks(first: bytes, rest: Callable[[], bytes | None]) -> Callable[[], bytes | None]:
@@ -427,7 +446,7 @@ def _ibody_finish(rep: int) -> int:
     body = _t().pop(rep)
     if not isinstance(body, IncomingBody):
         raise HostTrap("unknown incoming-body handle")
-    return _t().push(FutureTrailers(body.trailers))
+    return _t().push(FutureTrailers(body.stream, body.trailers))
 
 
 @types_iface.func("[method]future-trailers.subscribe", (Borrow(FUTURE_TRAILERS),), Own(POLLABLE))
@@ -439,13 +458,22 @@ def _trailers_subscribe(rep: int) -> int:
 TRAILERS_GET = Option(Result(Result(Option(Own(FIELDS)), ERROR_CODE), None))
 
 
+def _stream_error_code(e: StreamFailed) -> object:
+    cause = e.error.cause
+    return cause if isinstance(cause, (str, tuple)) else ("internal-error", e.error.message)
+
+
 @types_iface.func("[method]future-trailers.get", (Borrow(FUTURE_TRAILERS),), TRAILERS_GET)
 def _trailers_get(rep: int) -> object:
     ft = _t().get(rep, FutureTrailers)
     if ft.taken:
         return Err()
     ft.taken = True
-    trailers = None if ft.trailers is None else _t().push(Fields(ft.trailers, immutable=True))
+    try:
+        fields = ft.resolve()
+    except StreamFailed as e:  # the client went away, or the body was too large
+        return Ok(Err(_stream_error_code(e)))
+    trailers = None if fields is None else _t().push(Fields(fields, immutable=True))
     return Ok(Ok(trailers))
 
 
@@ -469,13 +497,13 @@ def _obody_finish(rep: int, trailers: int | None) -> object:
     body = _t().pop(rep)
     if not isinstance(body, OutgoingBody):
         raise HostTrap("unknown outgoing-body handle")
-    body.finished = True
-    body.stream.close()
-    if body.response_stream is not None:
-        body.response_stream.end()  # the client has the whole body now
     if trailers is not None:
         body.trailers = list(_t().get(trailers, Fields).entries)
         _t().pop(trailers)
+    body.finished = True
+    body.stream.close()
+    if body.response_stream is not None:  # the client gets the end of the body now
+        body.response_stream.end(decode_fields(body.trailers) if body.trailers else None)
     return Ok()
 
 
@@ -546,7 +574,8 @@ def _outparam_set(rep: int, response: object) -> None:
                 resp.body.response_stream = param.stream
                 resp.body.stream.attach(param.stream)
                 if resp.body.finished:  # finished before the response was set
-                    param.stream.end()
+                    trailers = resp.body.trailers
+                    param.stream.end(decode_fields(trailers) if trailers else None)
     else:
         param.error = response.value  # type: ignore[union-attr]
 

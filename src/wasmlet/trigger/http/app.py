@@ -19,6 +19,7 @@ from ...executors._wasi_command import WasiCommand
 from ...executors.wagi import DEFAULT_ARGV, WagiExecutor
 from ...locked import LockedApp, LockedTrigger
 from ...runtime import AppRuntime
+from .protocol import REQUEST_TRAILERS, RESPONSE_TRAILERS, accepts_trailers
 from .router import Router
 from .streaming import RequestBodyReader, ResponseChannel
 from .types import HttpExecutor, HttpRequest, HttpResponse
@@ -34,17 +35,30 @@ WELL_KNOWN = "/.well-known/spin/"
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 
 
-async def _send_response(response: HttpResponse, send: Send) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-    if not any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in headers):
+def _encode(fields: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields]
+
+
+async def _send_response(
+    response: HttpResponse, send: Send, trailers_accepted: bool = False
+) -> None:
+    headers = _encode(response.headers)
+    with_trailers = bool(response.trailers) and trailers_accepted and not response.truncated
+    framed = any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in headers)
+    if not framed and not with_trailers:
         headers.append((b"content-length", str(len(response.body)).encode()))
     if response.truncated:
         headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    start = {"type": "http.response.start", "status": response.status, "headers": headers}
+    if with_trailers:
+        start["trailers"] = True
+    await send(start)
     if response.truncated:
         await send({"type": "http.response.body", "body": response.body, "more_body": True})
         raise GuestFailedMidBody("response body cut short: the component failed")
     await send({"type": "http.response.body", "body": response.body})
+    if with_trailers:
+        await send({"type": RESPONSE_TRAILERS, "headers": _encode(response.trailers or [])})
 
 
 class GuestFailedMidBody(Exception):
@@ -113,6 +127,19 @@ def build_executor(runtime: AppRuntime, trigger: LockedTrigger) -> Handler:
     )
 
 
+def _trailers_accepted(scope: Scope) -> bool:
+    """The server can send response trailers and the client said it takes them."""
+    extensions = scope.get("extensions") or {}
+    return RESPONSE_TRAILERS in extensions and accepts_trailers(scope["headers"])
+
+
+def _request_trailers(scope: Scope) -> Callable[[], list[tuple[str, str]]] | None:
+    fields = (scope.get("extensions") or {}).get(REQUEST_TRAILERS)
+    if fields is None:
+        return None
+    return lambda: [(k.decode("latin-1"), v.decode("latin-1")) for k, v in fields]
+
+
 class HttpTrigger:
     """ASGI app serving one locked app."""
 
@@ -148,7 +175,7 @@ class HttpTrigger:
             return
         response = await self._respond(scope, receive, send)
         if response is not None:
-            await _send_response(response, send)
+            await _send_response(response, send, _trailers_accepted(scope))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -191,10 +218,11 @@ class HttpTrigger:
             scheme=scope.get("scheme", "http"),
             http_version=scope.get("http_version", "1.1"),
             body_rest=body_rest,
+            trailers=_request_trailers(scope),
         )
         loop = asyncio.get_running_loop()
         if streaming:
-            await self._stream(handler, request, match, send)
+            await self._stream(handler, request, match, send, _trailers_accepted(scope))
             return None
         try:
             return await loop.run_in_executor(self.pool, handler.handle, request, match)
@@ -202,7 +230,9 @@ class HttpTrigger:
             log.exception("error handling %s %s", request.method, path)
             return HttpResponse(500)
 
-    async def _stream(self, handler: Any, request: HttpRequest, match: Any, send: Send) -> None:
+    async def _stream(
+        self, handler: Any, request: HttpRequest, match: Any, send: Send, trailers_ok: bool
+    ) -> None:
         """Run a streaming executor and send its response as the worker produces it."""
         loop = asyncio.get_running_loop()
         channel = ResponseChannel(loop)
@@ -222,16 +252,22 @@ class HttpTrigger:
             async for event in channel.events():
                 kind = event[0]
                 if kind == "response":
-                    await _send_response(event[1], send)
+                    await _send_response(event[1], send, trailers_ok)
                 elif kind == "start":
-                    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in event[2]]
-                    await send(
-                        {"type": "http.response.start", "status": event[1], "headers": headers}
-                    )
+                    start = {
+                        "type": "http.response.start",
+                        "status": event[1],
+                        "headers": _encode(event[2]),
+                    }
+                    if trailers_ok:  # whether there will be any is known only at the end
+                        start["trailers"] = True
+                    await send(start)
                 elif kind == "body":
                     await send({"type": "http.response.body", "body": event[1], "more_body": True})
                 elif kind == "end":
                     await send({"type": "http.response.body", "body": b""})
+                    if trailers_ok:
+                        await send({"type": RESPONSE_TRAILERS, "headers": _encode(event[1] or [])})
                 else:  # abort
                     raise GuestFailedMidBody("response body cut short: the component failed")
         finally:

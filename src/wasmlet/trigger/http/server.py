@@ -32,6 +32,7 @@ from ...locked import LockedApp
 from ...runtime import AppRuntime
 from ...runtime_config import RuntimeConfig
 from .app import DEFAULT_MAX_BODY, HttpTrigger, route_infos
+from .protocol import TrailerProtocol
 from .router import RoutePattern
 
 log = logging.getLogger("wasmlet.server")
@@ -138,7 +139,7 @@ def _run_uvicorn(
     config = uvicorn.Config(
         trigger,
         lifespan="off",
-        http="httptools",
+        http=TrailerProtocol,  # uvicorn's httptools protocol plus trailer fields
         log_config=None,
         log_level="warning",
         access_log=False,

@@ -78,12 +78,12 @@ class ResponseChannel:
             raise ChannelClosed
         self._put(("body", data))
 
-    def end(self) -> None:
+    def end(self, trailers: list[tuple[str, str]] | None = None) -> None:
         if not self._streaming and self._head is not None:
             status, headers = self._head
-            self.respond(HttpResponse(status, headers, b"".join(self._held)))
+            self.respond(HttpResponse(status, headers, b"".join(self._held), trailers=trailers))
             return
-        self._put(("end",))
+        self._put(("end", trailers))
 
     def abort(self) -> None:
         """The guest failed after the response started: cut the body short."""

@@ -22,6 +22,9 @@ class HttpRequest:
     # The rest of the body when it had not all arrived yet: called from the worker thread,
     # returns the next chunk or None at the end (streaming executors only).
     body_rest: Callable[[], bytes | None] | None = None
+    # The request's trailer fields (lower-case names): complete once the whole body has
+    # been read. None when the server cannot report them.
+    trailers: Callable[[], list[tuple[str, str]]] | None = None
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -44,6 +47,7 @@ class HttpResponse:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     truncated: bool = False  # the guest failed mid-body: send `body`, then cut the connection
+    trailers: list[tuple[str, str]] | None = None  # sent after the body when the client accepts
 
 
 class HttpExecutor(Protocol):

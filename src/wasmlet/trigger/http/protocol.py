@@ -1,0 +1,136 @@
+"""uvicorn's httptools HTTP/1.1 protocol with trailer fields, both ways.
+
+uvicorn parses HTTP/1.1 with httptools, which reports a chunked request's trailer fields
+through the same callback as its header fields; uvicorn would append them to the request
+headers after the application has read them. Here they go to a list the application finds
+in the scope at `scope["extensions"][REQUEST_TRAILERS]`, complete once the last body
+message (`more_body` false) has been received.
+
+Response trailers follow the ASGI "HTTP Trailers" extension: `http.response.start` with
+`"trailers": True`, the body, then one or more `http.response.trailers` messages. They are
+sent after the last chunk of a chunked response when the request said it accepts them
+(`TE: trailers`, RFC 9110 §10.1.4); otherwise, or when the response has a content-length,
+they are dropped, as a proxy that de-chunks the message would do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
+
+log = logging.getLogger("wasmlet.http")
+
+REQUEST_TRAILERS = "wasmlet.request_trailers"
+RESPONSE_TRAILERS = "http.response.trailers"
+
+# Fields that frame or route the message: never valid as trailers (RFC 9110 §6.5.1).
+_FRAMING = frozenset(
+    {b"content-length", b"transfer-encoding", b"host", b"trailer", b"te", b"connection"}
+)
+
+
+def accepts_trailers(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's `TE` header lists `trailers`."""
+    for name, value in headers:
+        if name.lower() == b"te":
+            tokens = (t.split(b";", 1)[0].strip().lower() for t in value.split(b","))
+            if b"trailers" in tokens:
+                return True
+    return False
+
+
+class TrailerProtocol(HttpToolsProtocol):
+    """One connection; `TrailerCycle` for each request on it."""
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._trailers: list[tuple[bytes, bytes]] = []
+        self._in_trailers = False
+        self.scope["extensions"] = {REQUEST_TRAILERS: self._trailers, RESPONSE_TRAILERS: {}}
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_trailers:
+            name = name.lower()
+            if name not in _FRAMING:
+                self._trailers.append((name, value))
+            return
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_trailers = True
+        super().on_headers_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        cycle.__class__ = TrailerCycle  # before its task runs: adds trailers to `send`
+        super()._start_asgi_task(cycle, app)
+
+
+class TrailerCycle(RequestResponseCycle):
+    """A request/response cycle whose `send` understands `http.response.trailers`."""
+
+    _trailers_expected = False
+    _awaiting_trailers = False
+    _trailers: list[tuple[bytes, bytes]] | None = None
+
+    async def send(self, message: Any) -> None:
+        kind = message["type"]
+        if kind == "http.response.start" and not self.response_started:
+            self._trailers_expected = bool(message.get("trailers", False))
+            await super().send(message)
+            return
+        if kind == "http.response.body" and self._trailers_expected:
+            if self._awaiting_trailers:
+                raise RuntimeError("ASGI message 'http.response.body' sent after the last body")
+            if not message.get("more_body", False):
+                self._awaiting_trailers = True  # the end of the body goes out with the trailers
+                message = {**message, "more_body": True}
+            if message.get("body"):
+                await super().send(message)
+            return
+        if kind == RESPONSE_TRAILERS:
+            await self._send_trailers(message)
+            return
+        await super().send(message)
+
+    async def _send_trailers(self, message: Any) -> None:
+        if not self._awaiting_trailers:
+            raise RuntimeError(
+                "ASGI message 'http.response.trailers' sent before the end of the body or "
+                "without 'trailers' in 'http.response.start'"
+            )
+        if self._trailers is None:
+            self._trailers = []
+        for name, value in message.get("headers", []):
+            if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+                raise RuntimeError("Invalid HTTP trailer field.")
+            name = name.lower()
+            if name not in _FRAMING:
+                self._trailers.append((name, value))
+        if message.get("more_trailers", False):
+            return
+        if self.disconnected:
+            return
+        if self.chunked_encoding:
+            send_them = self._trailers and accepts_trailers(self.scope["headers"])
+            if self._trailers and not send_them:
+                log.debug("dropping response trailers: the client did not send TE: trailers")
+            end = [b"0\r\n"]
+            for name, value in self._trailers if send_them else []:
+                end += [name, b": ", value, b"\r\n"]
+            end.append(b"\r\n")
+            if self.flow.write_paused:
+                await self.flow.drain()
+            self.transport.write(b"".join(end))
+            # The terminating chunk is written: let uvicorn complete the response as one
+            # of known length with nothing left to send.
+            self.chunked_encoding = False
+            self.expected_content_length = 0
+        self._trailers_expected = False
+        await super().send({"type": "http.response.body", "body": b"", "more_body": False})
