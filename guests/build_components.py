@@ -135,6 +135,7 @@ TARGETS: tuple[Target, ...] = (
     Target("leak", "wat", ("leak.wat",), WASI_020, "handler"),
     Target("slow-stream", "wat", ("slow-stream.wat",), WASI_020, "slow-handler"),
     Target("trailers", "wat", ("trailers.wat",), WASI_020, "handler"),
+    Target("poll-splice", "wat", ("poll-splice.wat",), WASI_020, "slow-handler"),
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),
     Target("two-handlers", "wat", ("two-handlers.wat",), WASI_020, "two-handlers"),
     Target("python-app", "python", ("python/app.py",)),

@@ -115,12 +115,6 @@ def test_every_change_is_refused(app: tuple[Server, Path]) -> None:
     assert (app[1] / "sub" / "deeper").is_dir()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wasmtime 50's C API traps lifting a host call with two borrowed handles "
-    "(rename-at, link-at, is-same-object; 'BUG: deferred host scope has no call context') "
-    "before the host function runs, so the guest traps instead of getting not-permitted",
-)
 def test_rename_is_refused(app: tuple[Server, Path]) -> None:
     status, body = get(app, "/files/write", "/hello.txt", op="rename", to="/renamed.txt")
     assert (status, body.decode().startswith(PERMISSION)) == (403, True), body

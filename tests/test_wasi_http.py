@@ -64,10 +64,16 @@ component = "leak"
 route = "/slow"
 component = "slow"
 
+[[trigger.http]]
+route = "/poll-splice"
+component = "poll-splice"
+
 [component.hello]
 source = "{c}/hello.wasm"
 [component.slow]
 source = "{c}/slow-stream.wasm"
+[component.poll-splice]
+source = "{c}/poll-splice.wasm"
 [component.loop]
 source = "{c}/loop.wasm"
 [component.leak]
@@ -174,6 +180,18 @@ def test_chunked_request_body_streams_to_the_guest(server: Server) -> None:
     r = server.request("POST", "/echo/x/", content=produce())
     assert r.status_code == 200
     assert r.content.endswith(b"\n\n" + b"".join(parts))
+
+
+def test_host_calls_with_two_borrowed_handles(server: Server) -> None:
+    """`poll` over two pollables and `blocking-splice` (two borrows each): wasmtime 50 traps
+    on these unless concurrency support is off (engine.py)."""
+    body = bytes(range(256)) * 1024  # 256 KiB, spliced 4 KiB at a time
+    t0 = time.monotonic()
+    r = server.request("POST", "/poll-splice", content=body)
+    elapsed = time.monotonic() - t0
+    assert r.status_code == 200, server.log[-2000:]
+    assert r.content == b"ready:1\n" + body  # the 20 ms pollable, not the 2 s one
+    assert elapsed < 1.5
 
 
 def test_trap_mid_body_cuts_the_body_short(server: Server) -> None:

@@ -68,6 +68,7 @@ class EngineSettings:
                 WASMTIME_VERSION,
                 platform.machine(),
                 "epoch=1",
+                "concurrency=0",
                 f"pooling={int(self.pooling)}",
                 f"mem={self.max_instance_memory or 0}",
             ]
@@ -91,6 +92,12 @@ class WasmEngine:
         cfg = wasmtime.Config()
         cfg.epoch_interruption = True
         cfg.cranelift_opt_level = "speed"
+        # Off: wasmtime 50 with concurrency support (the component-model-async machinery)
+        # traps on any dynamic host call carrying two or more borrowed handles ("BUG: deferred
+        # host scope has no call context": lifting the first borrow moves the call's borrow
+        # record into a new host task whose scope the second lift never sees), which broke
+        # `poll` over several pollables, `splice`, `rename-at`. wasmlet serves WASI 0.2 only.
+        ffi.wasmtime_config_concurrency_support_set(cfg.ptr(), False)
         if self.settings.pooling:
             # wasmtime-py has no wrapper for the pooling allocator; its C API does.
             pool = ffi.wasmtime_pooling_allocation_config_new()
