@@ -116,6 +116,10 @@ class Target:
 
 
 WASI_020 = "wit/wasi-0.2.0"
+_SLOW_WAIT = """
+    (local.set $timer (call $subscribe_duration (i64.const 1500000000)))
+    (call $block (local.get $timer))
+    (call $drop_pollable (local.get $timer))"""
 
 TARGETS: tuple[Target, ...] = (
     Target("hello", "wat", ("hello.wat",), WASI_020, "handler"),
@@ -134,6 +138,17 @@ TARGETS: tuple[Target, ...] = (
     Target("loop", "wat", ("loop.wat",), WASI_020, "handler"),
     Target("leak", "wat", ("leak.wat",), WASI_020, "handler"),
     Target("slow-stream", "wat", ("slow-stream.wat",), WASI_020, "slow-handler"),
+    Target(
+        "finish-then-wait",  # slow-stream with its wait moved after outgoing-body.finish
+        "wat",
+        ("slow-stream.wat",),
+        WASI_020,
+        "slow-handler",
+        replace=(
+            (_SLOW_WAIT, ""),
+            ("(drop (call $ok (i32.const 0)))))", f"(drop (call $ok (i32.const 0))){_SLOW_WAIT}))"),
+        ),
+    ),
     Target("trailers", "wat", ("trailers.wat",), WASI_020, "handler"),
     Target("poll-splice", "wat", ("poll-splice.wat",), WASI_020, "slow-handler"),
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),

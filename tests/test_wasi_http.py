@@ -68,12 +68,18 @@ component = "slow"
 route = "/poll-splice"
 component = "poll-splice"
 
+[[trigger.http]]
+route = "/finish-then-wait"
+component = "finish-then-wait"
+
 [component.hello]
 source = "{c}/hello.wasm"
 [component.slow]
 source = "{c}/slow-stream.wasm"
 [component.poll-splice]
 source = "{c}/poll-splice.wasm"
+[component.finish-then-wait]
+source = "{c}/finish-then-wait.wasm"
 [component.loop]
 source = "{c}/loop.wasm"
 [component.leak]
@@ -162,6 +168,17 @@ def test_response_body_is_streamed_as_the_guest_writes_it(server: Server) -> Non
     first_at = next(t for t, chunk in arrivals if chunk.startswith(b"first"))
     assert first_at < 1.0, arrivals  # before the guest's 1.5 s wait ended
     assert arrivals[-1][0] >= 1.4, arrivals
+
+
+def test_finished_response_goes_out_while_the_guest_still_runs(server: Server) -> None:
+    """The guest finishes its body, then waits 1.5 s: the client has the whole response
+    (held whole, with a content-length) long before the guest returns."""
+    t0 = time.monotonic()
+    r = server.get("/finish-then-wait")
+    elapsed = time.monotonic() - t0
+    assert (r.status_code, r.content) == (200, b"first\nsecond\n")
+    assert r.headers["content-length"] == "13"
+    assert elapsed < 1.0, elapsed
 
 
 def test_client_that_leaves_mid_stream_does_not_block_the_server(server: Server) -> None:

@@ -246,8 +246,10 @@ class HttpTrigger:
                     channel.abort()
                 else:
                     channel.respond(HttpResponse(500))
+            finally:
+                channel.done()
 
-        done = loop.run_in_executor(self.pool, run)
+        self.pool.submit(run)
         try:
             async for event in channel.events():
                 kind = event[0]
@@ -272,7 +274,6 @@ class HttpTrigger:
                     raise GuestFailedMidBody("response body cut short: the component failed")
         finally:
             channel.close()  # a client that went away must not block the guest
-        await done
 
     async def _read_body(
         self, scope: Scope, receive: Receive, whole: bool
