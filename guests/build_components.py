@@ -153,6 +153,7 @@ TARGETS: tuple[Target, ...] = (
     Target("poll-splice", "wat", ("poll-splice.wat",), WASI_020, "slow-handler"),
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),
     Target("two-handlers", "wat", ("two-handlers.wat",), WASI_020, "two-handlers"),
+    Target("tcp-client", "wat", ("tcp-client.wat",), WASI_020, "tcp-client"),
     Target("python-app", "python", ("python/app.py",)),
     Target("python-files", "python", ("python-files/app.py",)),
     Target("js-app", "js", ("js/app.js", "js/preopen.mjs", "js/package-lock.json")),

@@ -72,6 +72,18 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
         },
         {"wasi:http/incoming-handler@0.2.0-rc-2023-11-10"},
     ),
+    "tcp-client": (
+        {
+            *WASI_020,
+            "wasi:io/poll@0.2.0",
+            "wasi:sockets/network@0.2.0",
+            "wasi:sockets/instance-network@0.2.0",
+            "wasi:sockets/tcp@0.2.0",
+            "wasi:sockets/tcp-create-socket@0.2.0",
+            "wasi:sockets/ip-name-lookup@0.2.0",
+        },
+        {HTTP_020},
+    ),
     "inbound-http": ({"fermyon:spin/http-types"}, {"fermyon:spin/inbound-http"}),
     "two-handlers": (
         {"wasi:http/types@0.2.0", "fermyon:spin/http-types"},

@@ -35,6 +35,7 @@ from wasmlet.manifest import (
     unknown_variables,
 )
 from wasmlet.manifest._templates import TemplateError
+from wasmlet.outbound import OutboundPolicy
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -908,6 +909,9 @@ def test_static_response_trigger_has_no_component() -> None:
         ("http://self", "http", "self", ((80, 81),)),
         ("http://self.alt", "http", "self", ((80, 81),)),
         ("mqtt://broker/", "mqtt", "broker", ((1883, 1884),)),
+        ("tcp://[::1]:80", "tcp", "::1", ((80, 81),)),
+        ("https://[2001:db8::1]", "https", "2001:db8::1", ((443, 444),)),
+        ("tcp://[fd00::/8]:*", "tcp", "fd00::/8", None),
     ],
 )
 def test_parse_allowed_host(text: str, scheme: str, host: str, ports: Any) -> None:
@@ -918,6 +922,17 @@ def test_parse_allowed_host(text: str, scheme: str, host: str, ports: Any) -> No
 def test_allowed_host_cidr_network() -> None:
     network = parse_allowed_host("postgres://192.168.0.0/16").network
     assert network is not None and network.prefixlen == 16
+
+
+def test_bracketed_ipv6_hosts_match_addresses() -> None:
+    policy = OutboundPolicy.parse(["tcp://[::1]:5000", "http://[fd00::/8]"])
+    assert policy.allows("tcp", "::1", 5000)
+    assert policy.allows("tcp", "[::1]", 5000)
+    assert not policy.allows("tcp", "::1", 5001)
+    assert policy.allows("http", "fd12::7", 80)
+    assert not policy.allows("http", "fe80::1", 80)
+    with pytest.raises(ValueError, match="IPv6"):
+        parse_allowed_host("tcp://[::1")
 
 
 def test_convert_allowed_http_hosts() -> None:

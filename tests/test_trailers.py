@@ -73,11 +73,6 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
-    def _send(self, event: h11.Event) -> None:
-        data = self.h11.send(event)
-        if data:
-            self.sock.sendall(data)
-
     def request(
         self,
         path: str,
@@ -92,12 +87,15 @@ class Connection:
         sent = [(b"host", self.host.encode()), (b"transfer-encoding", b"chunked")]
         if te:
             sent.append((b"te", b"trailers"))
-        self._send(h11.Request(method="POST", target=path, headers=sent + (headers or [])))
+        out = self.h11.send(h11.Request(method="POST", target=path, headers=sent + (headers or [])))
         for part in parts:
-            self._send(h11.Data(data=part))
-            if pause:
+            out += self.h11.send(h11.Data(data=part)) or b""
+            if pause:  # send as it is produced
+                self.sock.sendall(out or b"")
+                out = b""
                 time.sleep(pause)
-        self._send(h11.EndOfMessage(headers=trailers or []))
+        out += self.h11.send(h11.EndOfMessage(headers=trailers or [])) or b""
+        self.sock.sendall(out or b"")  # in one go when not paced: no early close mid-send
         reply: Reply | None = None
         body = bytearray()
         while True:

@@ -24,6 +24,7 @@ from ..runtime_config import RuntimeConfig, variable_providers
 from ..variables import VariableResolver
 from ..wasi._iface import Interface
 from ..wasi.http import OutboundHttp
+from ..wasi.sockets import OutboundSockets
 from . import key_value, sqlite, variables
 
 # Which factor module serves an imported interface (by name prefix).
@@ -147,6 +148,7 @@ class AppFactors:
             policy = OutboundPolicy.parse(hosts)
             caps: dict[str, Any] = {
                 "outbound_http": OutboundHttp(policy, self.self_origin),
+                "outbound_sockets": OutboundSockets(policy),
                 "key_value": key_value.KeyValue(self.stores, labels),
                 "variables": variables.Variables(self.resolver, component_id),
                 "sqlite": sqlite.Sqlite(self.databases, databases),

@@ -240,7 +240,13 @@ def parse_allowed_host(text: str) -> AllowedHost:
             f"{quote(text)} does not contain a scheme: hosts must look like "
             '<scheme>://<host>[:<port>], e.g. "https://example.com" or "*://*:*"'
         )
-    host, _, port_text = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    if rest.startswith("["):  # an IPv6 address: [::1]:port
+        host, bracket, after = rest[1:].partition("]")
+        if not bracket or (after and after[0] not in ":/"):
+            raise ValueError(f"{quote(text)}: an IPv6 host must look like [::1] or [::1]:port")
+        port_text = after.removeprefix(":")
+    else:
+        host, _, port_text = rest.rpartition(":") if ":" in rest else (rest, "", "")
     port_text, slash, path = port_text.partition("/")
     if slash and path:
         raise ValueError(f"{quote(text)} has a path; only scheme, host and port are allowed")

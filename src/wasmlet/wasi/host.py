@@ -1,11 +1,11 @@
 """The component linker: wasmtime's native WASI 0.2 plus wasmlet's Python pieces on top.
 
-wasmtime's native `add_wasip2` provides most of WASI (environment, random, clocks,
-sockets…). wasi:io and wasi:http are wasmlet's own (the C API cannot hand Python a native
+wasmtime's native `add_wasip2` provides most of WASI (environment, random, clocks…).
+wasi:io and wasi:http are wasmlet's own (the C API cannot hand Python a native
 `incoming-request`), so every native function whose signature mentions wasi:io types is
-shadowed too: stdio, monotonic-clock subscriptions, socket streams; and wasi:filesystem, whose
-file streams are wasi:io streams, is wasmlet's entirely (`filesystem.py`: the component's
-files, read-only).
+shadowed too: stdio and monotonic-clock subscriptions; wasi:filesystem, whose file streams are
+wasi:io streams, is wasmlet's entirely (`filesystem.py`: the component's files, read-only), and
+so is wasi:sockets (`sockets.py`: outbound TCP under `allowed_outbound_hosts`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 import wasmtime
 from wasmtime import component
 
-from . import filesystem, http, io
+from . import filesystem, http, io, sockets
 from ._abi import U64, HostFunc, HostTrap, Own, add_func
 from ._iface import Interface, resource_type_id
 from ._state import current, table
@@ -85,26 +85,15 @@ def _unsupported(what: str) -> object:
     return trap
 
 
-tcp_iface = Interface("wasi:sockets/tcp")
-for _name in ("finish-connect", "accept", "subscribe"):
-    tcp_iface.func(f"[method]tcp-socket.{_name}")(_unsupported(f"TCP sockets ({_name})"))
-udp_iface = Interface("wasi:sockets/udp")
-for _res in ("udp-socket", "incoming-datagram-stream", "outgoing-datagram-stream"):
-    udp_iface.func(f"[method]{_res}.subscribe")(_unsupported("UDP sockets"))
-lookup_iface = Interface("wasi:sockets/ip-name-lookup")
-lookup_iface.func("[method]resolve-address-stream.subscribe")(_unsupported("name lookups"))
-
 WASI_INTERFACES: list[Interface] = [
     *io.INTERFACES,
     *http.INTERFACES,
     *filesystem.INTERFACES,
+    *sockets.INTERFACES,
     stdin_iface,
     stdout_iface,
     stderr_iface,
     clock_iface,
-    tcp_iface,
-    udp_iface,
-    lookup_iface,
 ]
 
 
