@@ -156,8 +156,6 @@ class WasiHttpExecutor(ComponentExecutor):
                 )
             except (GuestError, wasmtime.WasmtimeError, HostTrap) as e:
                 failure = e
-            finally:
-                state.table = type(state.table)()  # drop host objects with the instance
         if failure is not None:
             self._log_failure(failure)
         if channel is not None and channel.started:

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import wasmtime
-from wasmtime.component import LinkerInstance, ResourceType
+from wasmtime.component import LinkerInstance
 
-from ._abi import HostFunc, Ty, add_func
+from ._abi import HostFunc, Ty, add_func, add_resource
 
 _type_ids: dict[str, int] = {}
 
@@ -46,14 +45,6 @@ class Interface:
     def install(self, root: LinkerInstance, version: str) -> None:
         with root.add_instance(f"{self.name}@{version}" if version else self.name) as inst:
             for rname, (type_id, on_drop) in self.resources.items():
-                inst.add_resource(rname, ResourceType.host(type_id), _dtor(on_drop))
+                add_resource(inst, rname, type_id, on_drop)
             for f in self.funcs:
                 add_func(inst, f)
-
-
-def _dtor(on_drop: Callable[[int], None] | None) -> Callable[[Any, int], None]:
-    def dtor(_store: wasmtime.Storelike, rep: int) -> None:
-        if on_drop is not None:
-            on_drop(rep)
-
-    return dtor

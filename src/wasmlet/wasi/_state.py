@@ -7,16 +7,23 @@ around each call into the guest.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from ._abi import HostTrap
 
 T = TypeVar("T")
+log = logging.getLogger("wasmlet.wasi")
 
-_local = threading.local()
+
+class _Local(threading.local):
+    state: InstanceState | None = None  # the default on every thread
+
+
+_local = _Local()
 
 
 class ResourceTable:
@@ -61,6 +68,21 @@ class InstanceState:
         self.table = ResourceTable()
         self.capabilities = capabilities or {}
         self.deadline = deadline  # time.monotonic() by which blocking host calls give up
+        self._at_end: list[Callable[[], None]] = []
+
+    def at_end(self, fn: Callable[[], None]) -> None:
+        """Call `fn` when the instance ends (e.g. close a socket the guest left open)."""
+        self._at_end.append(fn)
+
+    def end(self) -> None:
+        """The instance is gone: run the `at_end` callbacks, drop every host object."""
+        callbacks, self._at_end = self._at_end, []
+        for fn in callbacks:
+            try:
+                fn()
+            except Exception:
+                log.exception("cleaning up after component %s", self.component_id)
+        self.table = ResourceTable()
 
     def capability(self, name: str) -> Any:
         try:
@@ -70,7 +92,7 @@ class InstanceState:
 
 
 def current() -> InstanceState:
-    state = getattr(_local, "state", None)
+    state = _local.state
     if state is None:
         raise HostTrap("host function called outside a request")
     return state
@@ -78,13 +100,20 @@ def current() -> InstanceState:
 
 @contextmanager
 def active(state: InstanceState) -> Iterator[InstanceState]:
-    previous = getattr(_local, "state", None)
+    """Run host calls for `state`'s instance; the instance ends with the block."""
+    previous = _local.state
     _local.state = state
     try:
         yield state
     finally:
-        _local.state = previous
+        try:
+            state.end()
+        finally:
+            _local.state = previous
 
 
 def table() -> ResourceTable:
-    return current().table
+    state = _local.state
+    if state is None:
+        raise HostTrap("host function called outside a request")
+    return state.table

@@ -16,7 +16,7 @@ import wasmtime
 from wasmtime import component
 
 from . import filesystem, http, io, sockets
-from ._abi import U64, HostFunc, HostTrap, Own, add_func
+from ._abi import U64, HostFunc, HostTrap, Own, add_func, add_resource
 from ._iface import Interface, resource_type_id
 from ._state import current, table
 from .io import (
@@ -155,7 +155,7 @@ def _define_traps(
         for export, sub in ty.exports(engine).items():
             if isinstance(sub.ty, component.ResourceType):
                 type_id = resource_type_id(f"{name}#{export}")
-                inst.add_resource(export, component.ResourceType.host(type_id), lambda s, r: None)
+                add_resource(inst, export, type_id, None)
             else:
                 add_func(
                     inst,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -139,11 +140,11 @@ FORBIDDEN = frozenset(
         "http2-settings",
     }
 )
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
 
 
 def _valid_name(name: str) -> bool:
-    return bool(name) and all(c in _TOKEN for c in name)
+    return _TOKEN.fullmatch(name) is not None
 
 
 def _valid_value(value: bytes) -> bool:
@@ -286,8 +287,7 @@ def _drop_outgoing_body(rep: int) -> None:
         body.stream.close()  # dropped without finish: the body is incomplete
 
 
-def _t() -> Any:
-    return table()
+_t = table  # the instance's resource table
 
 
 # -- fields ----------------------------------------------------------------------------------

@@ -369,14 +369,27 @@ def _guard(fn: Callable[[], object]) -> object:
     return Ok(value)
 
 
+_UNIT_OK: Ok[None] = Ok()
+
+
+# The calls every response body makes, without `_guard`'s closure.
 @streams_iface.func("[method]output-stream.check-write", (Borrow(OUTPUT_STREAM),), U64_RESULT)
 def _check_write(rep: int) -> object:
-    return _guard(lambda: _out(rep).check_write())
+    stream = _out(rep)
+    try:
+        return Ok(stream.check_write())
+    except (StreamClosed, StreamFailed) as e:
+        return _stream_error(e)
 
 
 @streams_iface.func("[method]output-stream.write", (Borrow(OUTPUT_STREAM), LIST_U8), UNIT_RESULT)
 def _write(rep: int, data: bytes) -> object:
-    return _guard(lambda: _out(rep).write(data))
+    stream = _out(rep)
+    try:
+        stream.write(data)
+    except (StreamClosed, StreamFailed) as e:
+        return _stream_error(e)
+    return _UNIT_OK
 
 
 @streams_iface.func(
@@ -386,12 +399,22 @@ def _blocking_write_and_flush(rep: int, data: bytes) -> object:
     stream = _out(rep)
     if len(data) > 4096:
         raise HostTrap("blocking-write-and-flush: more than 4096 bytes")
-    return _guard(lambda: (stream.write(data), stream.flush())[0])
+    try:
+        stream.write(data)
+        stream.flush()
+    except (StreamClosed, StreamFailed) as e:
+        return _stream_error(e)
+    return _UNIT_OK
 
 
 @streams_iface.func("[method]output-stream.flush", (Borrow(OUTPUT_STREAM),), UNIT_RESULT)
 def _flush(rep: int) -> object:
-    return _guard(lambda: _out(rep).flush())
+    stream = _out(rep)
+    try:
+        stream.flush()
+    except (StreamClosed, StreamFailed) as e:
+        return _stream_error(e)
+    return _UNIT_OK
 
 
 streams_iface.func("[method]output-stream.blocking-flush", (Borrow(OUTPUT_STREAM),), UNIT_RESULT)(

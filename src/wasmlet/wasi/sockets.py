@@ -525,6 +525,7 @@ class TcpSocket:
     def __init__(self, family: str, sock: socket.socket) -> None:
         self.family = family
         self.conn = _Conn(sock)
+        current().at_end(self.conn.close)  # closed with the instance at the latest
         self.state = "unbound"  # → connecting → connected | closed
         self.connect_error: str | None = None
         self.backlog = 128
