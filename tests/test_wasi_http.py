@@ -6,6 +6,7 @@ and committed under tests/fixtures/components.
 
 from __future__ import annotations
 
+import concurrent.futures
 import signal
 import time
 from collections.abc import Iterator
@@ -231,6 +232,20 @@ def test_looping_component_times_out(server: Server) -> None:
     assert 1.9 <= time.monotonic() - t0 < 6
     assert "component loop timed out" in server.log
     assert server.get("/hello").status_code == 200
+
+
+def test_a_looping_guest_does_not_hold_up_the_others(server: Server) -> None:
+    """One guest runs at a time per worker (gate.py), but a guest that keeps running makes
+    the others wait at most the gate's patience (50 ms), not until its deadline."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        looping = pool.submit(server.get, "/loop")
+        time.sleep(0.3)  # the loop is running
+        t0 = time.monotonic()
+        for _ in range(5):
+            assert server.get("/hello").status_code == 200
+        assert time.monotonic() - t0 < 1.5
+        assert not looping.done()
+        assert looping.result().status_code == 500
 
 
 def _rss_kib(pid: int) -> int:

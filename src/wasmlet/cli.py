@@ -127,7 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=0,
         metavar="N",
-        help="Wasm threads per worker (default: 2 per core, at least 4)",
+        help="requests in progress per worker, running or waiting for I/O "
+        "(default: 4 per core, at least 8)",
+    )
+    up.add_argument(
+        "--max-running",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="guests running at once per worker; the others wait their turn, at most 50 ms "
+        "(default: 1: host calls are Python, which runs one thread at a time; use --workers "
+        "for more cores)",
     )
     up.add_argument(
         "--runtime-config-file",
@@ -325,6 +335,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         listen=args.listen,
         workers=args.workers,
         threads=args.threads,
+        max_running=args.max_running,
         max_body=args.max_body_size
         if isinstance(args.max_body_size, int)
         else parse_size(args.max_body_size),

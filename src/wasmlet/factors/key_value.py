@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import NotSupportedError, RuntimeConfigError
+from ..gate import released
 from ..wasi._abi import (
     BOOL,
     LIST_U8,
@@ -103,21 +104,28 @@ class RedisStore:
 
         self._client = redis.Redis.from_url(url, socket_timeout=30)
 
+    # Each call waits on the network: another guest runs meanwhile (gate.py).
+
     def get(self, key: str) -> bytes | None:
-        value = self._client.get(key)
+        with released():
+            value = self._client.get(key)
         return bytes(value) if value is not None else None  # type: ignore[arg-type]
 
     def set(self, key: str, value: bytes) -> None:
-        self._client.set(key, value)
+        with released():
+            self._client.set(key, value)
 
     def delete(self, key: str) -> None:
-        self._client.delete(key)
+        with released():
+            self._client.delete(key)
 
     def exists(self, key: str) -> bool:
-        return bool(self._client.exists(key))
+        with released():
+            return bool(self._client.exists(key))
 
     def keys(self) -> list[str]:
-        return [k.decode() for k in self._client.scan_iter()]  # type: ignore[union-attr]
+        with released():
+            return [k.decode() for k in self._client.scan_iter()]  # type: ignore[union-attr]
 
 
 def open_stores(config: dict[str, Any], state_dir: Path, base: Path) -> dict[str, Store]:

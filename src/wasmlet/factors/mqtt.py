@@ -175,7 +175,7 @@ ERROR = Variant(
 )
 QOS = Enum(*QOS_LEVELS)
 
-spin_mqtt = Interface("fermyon:spin/mqtt@2.0.0")
+spin_mqtt = Interface("fermyon:spin/mqtt@2.0.0", blocking=True)
 CONNECTION = spin_mqtt.resource("connection", lambda rep: table().pop(rep))
 spin_mqtt.func(
     "[static]connection.open", (STRING, STRING, STRING, U64), Result(Own(CONNECTION), ERROR)

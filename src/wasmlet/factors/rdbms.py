@@ -691,7 +691,7 @@ def _pg_connection(rep: int) -> PgConnection:
 
 
 def _pg_interface(v: _PgVersion) -> Interface:
-    iface = Interface(v.name)
+    iface = Interface(v.name, blocking=True)
     conn = iface.resource("connection", lambda rep: table().pop(rep))
 
     def call(fn: Callable[[], object]) -> object:
@@ -907,7 +907,7 @@ def _mysql_call(fn: Callable[[], object]) -> object:
         return Err(f.error)
 
 
-spin_mysql = Interface("fermyon:spin/mysql@2.0.0")
+spin_mysql = Interface("fermyon:spin/mysql@2.0.0", blocking=True)
 MYSQL_CONNECTION = spin_mysql.resource("connection", lambda rep: table().pop(rep))
 _MYSQL_ARGS = (Borrow(MYSQL_CONNECTION), STRING, List(V2_PARAMETER))
 

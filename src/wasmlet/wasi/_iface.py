@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from wasmtime.component import LinkerInstance
 
+from ..gate import released
 from ._abi import HostFunc, Ty, add_func, add_resource
 
 _type_ids: dict[str, int] = {}
@@ -27,6 +29,8 @@ class Interface:
     name: str  # without version, e.g. "wasi:io/streams"
     resources: dict[str, tuple[int, Callable[[int], None] | None]] = field(default_factory=dict)
     funcs: list[HostFunc] = field(default_factory=list)
+    # Its functions wait on the network (a database, a broker): another guest runs meanwhile.
+    blocking: bool = False
 
     def resource(self, name: str, on_drop: Callable[[int], None] | None = None) -> int:
         type_id = resource_type_id(f"{self.name}#{name}")
@@ -37,7 +41,8 @@ class Interface:
         self, name: str, params: tuple[Ty, ...] = (), result: Ty | None = None
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.funcs.append(HostFunc(name, params, result, fn, f"{self.name}#{name}"))
+            call = _releasing(fn) if self.blocking else fn
+            self.funcs.append(HostFunc(name, params, result, call, f"{self.name}#{name}"))
             return fn
 
         return register
@@ -48,3 +53,12 @@ class Interface:
                 add_resource(inst, rname, type_id, on_drop)
             for f in self.funcs:
                 add_func(inst, f)
+
+
+def _releasing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        with released():
+            return fn(*args)
+
+    return call

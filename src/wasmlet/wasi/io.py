@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from ..gate import released
 from ._abi import BOOL, LIST_U8, STRING, U32, U64, Borrow, Err, HostTrap, List, Ok, Own, Result
 from ._abi import Variant as V
 from ._iface import Interface
@@ -113,7 +114,8 @@ class IterInputStream(InputStream):
         if not self._buf and not self._done:
             about_to_block()
             try:
-                chunk = self._next()
+                with released():  # the next chunk may take a while to arrive
+                    chunk = self._next()
             except StreamFailed:
                 raise
             except Exception as e:
@@ -239,10 +241,15 @@ BEFORE_BLOCK = "before_block"
 
 def wait_any(pollables: list[Pollable]) -> list[int]:
     """Block until at least one is ready; return the indices of the ready ones."""
-    state = current()
-    if not any(p.ready() for p in pollables):
-        about_to_block()
-    limit = state.deadline
+    ready = [i for i, p in enumerate(pollables) if p.ready()]
+    if ready:
+        return ready
+    about_to_block()
+    with released():  # another guest may run while this one waits
+        return _wait(pollables, current().deadline)
+
+
+def _wait(pollables: list[Pollable], limit: float | None) -> list[int]:
     while True:
         ready = [i for i, p in enumerate(pollables) if p.ready()]
         if ready:

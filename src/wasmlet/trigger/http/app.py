@@ -17,6 +17,7 @@ from typing import Any
 from ...errors import ManifestError
 from ...executors._wasi_command import WasiCommand
 from ...executors.wagi import DEFAULT_ARGV, WagiExecutor
+from ...gate import RunGate, running
 from ...locked import LockedApp, LockedTrigger
 from ...runtime import AppRuntime
 from .protocol import REQUEST_TRAILERS, RESPONSE_TRAILERS, accepts_trailers
@@ -149,11 +150,13 @@ class HttpTrigger:
         pool: ThreadPoolExecutor,
         max_body: int = DEFAULT_MAX_BODY,
         oci_image_digest: str | None = None,
+        gate: RunGate | None = None,
     ) -> None:
         self.app = runtime.app
         self.runtime = runtime
         self.pool = pool
         self.max_body = max_body
+        self.gate = gate  # how many guests run at once (see gate.py)
         self.router: Router[Handler] = Router()
         for trigger in self.app.triggers_of("http"):
             route = trigger.trigger_config.get("route")
@@ -225,10 +228,14 @@ class HttpTrigger:
             await self._stream(handler, request, match, send, _trailers_accepted(scope))
             return None
         try:
-            return await loop.run_in_executor(self.pool, handler.handle, request, match)
+            return await loop.run_in_executor(self.pool, self._run, handler, request, match)
         except Exception:
             log.exception("error handling %s %s", request.method, path)
             return HttpResponse(500)
+
+    def _run(self, handler: HttpExecutor, request: HttpRequest, match: Any) -> HttpResponse:
+        with running(self.gate):
+            return handler.handle(request, match)
 
     async def _stream(
         self, handler: Any, request: HttpRequest, match: Any, send: Send, trailers_ok: bool
@@ -239,7 +246,8 @@ class HttpTrigger:
 
         def run() -> None:
             try:
-                handler.handle(request, match, channel)
+                with running(self.gate):
+                    handler.handle(request, match, channel)
             except Exception:
                 log.exception("error handling %s %s", request.method, request.path)
                 if channel.started:

@@ -28,6 +28,7 @@ import uvicorn
 from ...engine import EngineSettings, WasmEngine
 from ...errors import WasmletError
 from ...factors import AppFactors, make_resolver
+from ...gate import RunGate
 from ...locked import LockedApp
 from ...runtime import AppRuntime
 from ...runtime_config import RuntimeConfig
@@ -45,7 +46,8 @@ _FAST_FAIL = 2.0  # seconds
 class ServeOptions:
     listen: str = DEFAULT_LISTEN
     workers: int = 1
-    threads: int = 0  # per worker; 0 = automatic
+    threads: int = 0  # requests in progress per worker; 0 = automatic
+    max_running: int = 1  # guests running at once per worker (the others wait: gate.py)
     max_body: int = DEFAULT_MAX_BODY
     state_dir: Path = field(default_factory=lambda: Path(".spin"))
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -56,10 +58,9 @@ class ServeOptions:
 
     @property
     def thread_count(self) -> int:
-        # Few threads: host functions hold the GIL, and more threads mostly contend for it
-        # (measured: 8 threads serve a JS component ~30% slower than 2). Guests that wait
-        # on I/O release it, so keep a little headroom for them.
-        return self.threads or max(4, 2 * (os.cpu_count() or 1))
+        # Only `max_running` of them run a guest at a time (gate.py); the others are guests
+        # waiting for I/O or for their turn, which cost little.
+        return self.threads or max(8, 4 * (os.cpu_count() or 1))
 
 
 def parse_listen(addr: str) -> tuple[str, int]:
@@ -117,7 +118,8 @@ def _build_trigger(app: LockedApp, opts: ServeOptions) -> tuple[WasmEngine, Http
     engine = WasmEngine(opts.engine)
     runtime = AppRuntime(app, engine, opts.state_dir, factors)
     pool = ThreadPoolExecutor(opts.thread_count, thread_name_prefix="wasmlet-wasm")
-    return engine, HttpTrigger(runtime, pool, opts.max_body)
+    gate = RunGate(opts.max_running)
+    return engine, HttpTrigger(runtime, pool, opts.max_body, gate=gate)
 
 
 class _Server(uvicorn.Server):

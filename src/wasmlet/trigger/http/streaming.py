@@ -21,6 +21,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ...gate import released
 from .types import HttpResponse
 
 Event = tuple[Any, ...]
@@ -82,9 +83,11 @@ class ResponseChannel:
             self._send_chunk(chunk)
 
     def _send_chunk(self, data: bytes) -> None:
-        while not self._space.acquire(timeout=0.5):
-            if self._closed:
-                raise ChannelClosed
+        if not self._space.acquire(blocking=False):
+            with released():  # a slow client: let another guest run meanwhile
+                while not self._space.acquire(timeout=0.5):
+                    if self._closed:
+                        raise ChannelClosed
         if self._closed:
             raise ChannelClosed
         self._put(("body", data))
