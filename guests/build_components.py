@@ -149,6 +149,24 @@ TARGETS: tuple[Target, ...] = (
             ("(drop (call $ok (i32.const 0)))))", f"(drop (call $ok (i32.const 0))){_SLOW_WAIT}))"),
         ),
     ),
+    Target(
+        "instant-stream",  # slow-stream waiting with `now` + `subscribe-instant`
+        "wat",
+        ("slow-stream.wat",),
+        WASI_020,
+        "slow-handler",
+        replace=(
+            (
+                '"subscribe-duration"\n    (func $subscribe_duration (param i64) (result i32)))',
+                '"subscribe-instant"\n    (func $subscribe_instant (param i64) (result i32)))\n'
+                '  (import "wasi:clocks/monotonic-clock@0.2.0" "now" (func $now (result i64)))',
+            ),
+            (
+                "(call $subscribe_duration (i64.const 1500000000))",
+                "(call $subscribe_instant (i64.add (call $now) (i64.const 1500000000)))",
+            ),
+        ),
+    ),
     Target("trailers", "wat", ("trailers.wat",), WASI_020, "handler"),
     Target("poll-splice", "wat", ("poll-splice.wat",), WASI_020, "slow-handler"),
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),

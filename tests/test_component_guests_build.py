@@ -60,6 +60,10 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
         {*WASI_020, "wasi:clocks/monotonic-clock@0.2.0", "wasi:io/poll@0.2.0"},
         {HTTP_020},
     ),
+    "instant-stream": (
+        {*WASI_020, "wasi:clocks/monotonic-clock@0.2.0", "wasi:io/poll@0.2.0"},
+        {HTTP_020},
+    ),
     "hello-0.2.3": (
         {"wasi:io/error@0.2.3", "wasi:io/streams@0.2.3", "wasi:http/types@0.2.3"},
         {"wasi:http/incoming-handler@0.2.3"},

@@ -73,6 +73,10 @@ component = "poll-splice"
 route = "/finish-then-wait"
 component = "finish-then-wait"
 
+[[trigger.http]]
+route = "/instant"
+component = "instant"
+
 [component.hello]
 source = "{c}/hello.wasm"
 [component.slow]
@@ -81,6 +85,8 @@ source = "{c}/slow-stream.wasm"
 source = "{c}/poll-splice.wasm"
 [component.finish-then-wait]
 source = "{c}/finish-then-wait.wasm"
+[component.instant]
+source = "{c}/instant-stream.wasm"
 [component.loop]
 source = "{c}/loop.wasm"
 [component.leak]
@@ -156,10 +162,13 @@ def test_large_body_streams_through(server: Server) -> None:
     assert r.content.endswith(b"\n\n" + body)
 
 
-def test_response_body_is_streamed_as_the_guest_writes_it(server: Server) -> None:
+@pytest.mark.parametrize("route", ["/slow", "/instant"])
+def test_response_body_is_streamed_as_the_guest_writes_it(server: Server, route: str) -> None:
+    """`/slow` waits with `subscribe-duration`; `/instant` with the native `now` plus 1.5 s
+    and wasmlet's `subscribe-instant`, so both clocks must count from the same start."""
     arrivals: list[tuple[float, bytes]] = []
     t0 = time.monotonic()
-    with server.client() as c, c.stream("GET", "/slow") as r:
+    with server.client() as c, c.stream("GET", route) as r:
         assert r.status_code == 200
         assert r.headers["content-type"] == "text/plain"
         for chunk in r.iter_raw():

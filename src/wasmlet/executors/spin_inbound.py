@@ -55,8 +55,8 @@ class SpinInboundHttpExecutor(ComponentExecutor):
             "params": [],
             "body": request.body,
         }
-        store = self._store()
-        with active(self._state()):
+        store, clock_base = self._store()
+        with active(self._state(clock_base)):
             try:
                 instance = self.linker.instantiate(store, self.component)
                 func = instance.get_func(store, self.handle_index)

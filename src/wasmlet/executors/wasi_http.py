@@ -85,7 +85,8 @@ class ComponentExecutor:
 
     entry = "handle"
 
-    def _store(self) -> wasmtime.Store:
+    def _store(self) -> tuple[wasmtime.Store, float]:
+        """A new store, and the monotonic time its WASI context (its clock) started."""
         store = wasmtime.Store(self.engine.engine)
         settings = self.engine.settings
         if settings.max_instance_memory is not None:
@@ -94,15 +95,17 @@ class ComponentExecutor:
         wasi = wasmtime.WasiConfig()  # files are wasmlet's wasi:filesystem (FILES_ROOT)
         wasi.env = list(self.environment.items())
         store.set_wasi(wasi)
-        return store
+        return store, time.monotonic()
 
-    def _state(self) -> InstanceState:
+    def _state(self, clock_base: float) -> InstanceState:
         capabilities = self.capabilities()
         if self.files_root is not None:
             capabilities = {**capabilities, FILES_ROOT: self.files_root}
         timeout = self.engine.settings.request_timeout
         deadline = time.monotonic() + timeout if timeout > 0 else None
-        return InstanceState(self.component_id, capabilities, deadline)
+        state = InstanceState(self.component_id, capabilities, deadline)
+        state.clock_base = clock_base
+        return state
 
     def _log_failure(self, error: Exception) -> None:
         text = str(getattr(error, "cause", None) or error)
@@ -123,8 +126,8 @@ class WasiHttpExecutor(ComponentExecutor):
         """Run `handle`. With a `channel`, the response goes there (started as soon as the
         guest sets it, the body as it is written) and None is returned; without, the whole
         response is returned when the guest is done."""
-        store = self._store()
-        state = self._state()
+        store, clock_base = self._store()
+        state = self._state(clock_base)
         if channel is not None:  # the response goes out before the guest waits on anything
             state.capabilities = {**state.capabilities, BEFORE_BLOCK: channel.flush}
         headers = [(k, v.encode("latin-1")) for k, v in forwarded_headers(request)]

@@ -31,6 +31,8 @@ class Interface:
     funcs: list[HostFunc] = field(default_factory=list)
     # Its functions wait on the network (a database, a broker): another guest runs meanwhile.
     blocking: bool = False
+    # WASI only: the versions to define it at (None: every version wasmlet serves).
+    versions: tuple[str, ...] | None = None
 
     def resource(self, name: str, on_drop: Callable[[int], None] | None = None) -> int:
         type_id = resource_type_id(f"{self.name}#{name}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -68,6 +69,9 @@ class InstanceState:
         self.table = ResourceTable()
         self.capabilities = capabilities or {}
         self.deadline = deadline  # time.monotonic() by which blocking host calls give up
+        # time.monotonic() when its WASI context was built: monotonic-clock instants count
+        # from here, as wasmtime's native `now` does (set by the executor).
+        self.clock_base = time.monotonic()
         self._at_end: list[Callable[[], None]] = []
 
     def at_end(self, fn: Callable[[], None]) -> None:

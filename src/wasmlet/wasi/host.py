@@ -55,22 +55,28 @@ def _get_stderr() -> int:
     return table().push(LogOutputStream(current().component_id, "stderr"))
 
 
+# The monotonic clock counts from the instance's start (`InstanceState.clock_base`), as
+# wasmtime's native one does (nanoseconds since its WASI context was built). At 0.2.x `now`
+# and `resolution` are native (a guest such as a JS engine calls `now` dozens of times per
+# request; native saves a Python call each); only the `subscribe-*` functions, which return
+# wasmlet's pollables, are shadowed. The release candidate has no native clock at all.
 clock_iface = Interface("wasi:clocks/monotonic-clock")
+rc_clock_iface = Interface("wasi:clocks/monotonic-clock", versions=(RC_VERSION,))
 
 
-@clock_iface.func("now", (), U64)
+@rc_clock_iface.func("now", (), U64)
 def _now() -> int:
-    return time.monotonic_ns()
+    return time.monotonic_ns() - round(current().clock_base * 1e9)
 
 
-@clock_iface.func("resolution", (), U64)
+@rc_clock_iface.func("resolution", (), U64)
 def _resolution() -> int:
     return 1
 
 
 @clock_iface.func("subscribe-instant", (U64,), Own(POLLABLE))
 def _subscribe_instant(when: int) -> int:
-    return new_pollable(DeadlinePollable(when / 1e9))
+    return new_pollable(DeadlinePollable(current().clock_base + when / 1e9))
 
 
 @clock_iface.func("subscribe-duration", (U64,), Own(POLLABLE))
@@ -94,6 +100,7 @@ WASI_INTERFACES: list[Interface] = [
     stdout_iface,
     stderr_iface,
     clock_iface,
+    rc_clock_iface,
 ]
 
 
@@ -131,7 +138,7 @@ def build_linker(
     linker.allow_shadowing = True
     with linker.root() as root:
         for iface in WASI_INTERFACES:
-            for version in VERSIONS:
+            for version in iface.versions or VERSIONS:
                 iface.install(root, version)
         for iface in extra:
             iface.install(root, "")
