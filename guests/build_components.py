@@ -168,6 +168,7 @@ TARGETS: tuple[Target, ...] = (
         ),
     ),
     Target("trailers", "wat", ("trailers.wat",), WASI_020, "handler"),
+    Target("env", "wat", ("env.wat",), WASI_020, "env-handler"),
     Target("poll-splice", "wat", ("poll-splice.wat",), WASI_020, "slow-handler"),
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),
     Target("two-handlers", "wat", ("two-handlers.wat",), WASI_020, "two-handlers"),

@@ -44,6 +44,7 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
     "hello": (WASI_020, {HTTP_020}),
     "echo": (WASI_020, {HTTP_020}),
     "trailers": (WASI_020, {HTTP_020}),
+    "env": ({*WASI_020, "wasi:cli/environment@0.2.0"}, {HTTP_020}),
     "trap-mid-body": (WASI_020, {HTTP_020}),
     "no-response": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "loop": ({"wasi:http/types@0.2.0"}, {HTTP_020}),

@@ -77,6 +77,14 @@ component = "finish-then-wait"
 route = "/instant"
 component = "instant"
 
+[[trigger.http]]
+route = "/env"
+component = "env"
+
+[[trigger.http]]
+route = "/env-none"
+component = "env-none"
+
 [component.hello]
 source = "{c}/hello.wasm"
 [component.slow]
@@ -87,6 +95,11 @@ source = "{c}/poll-splice.wasm"
 source = "{c}/finish-then-wait.wasm"
 [component.instant]
 source = "{c}/instant-stream.wasm"
+[component.env]
+source = "{c}/env.wasm"
+environment = { GREETING = "hello there", EMPTY = "", UNICODE = "grüß" }
+[component.env-none]
+source = "{c}/env.wasm"
 [component.loop]
 source = "{c}/loop.wasm"
 [component.leak]
@@ -178,6 +191,17 @@ def test_response_body_is_streamed_as_the_guest_writes_it(server: Server, route:
     first_at = next(t for t, chunk in arrivals if chunk.startswith(b"first"))
     assert first_at < 1.0, arrivals  # before the guest's 1.5 s wait ended
     assert arrivals[-1][0] >= 1.4, arrivals
+
+
+def test_component_environment_reaches_the_guest(server: Server) -> None:
+    r = server.get("/env")
+    assert r.status_code == 200
+    assert sorted(r.content.decode().splitlines()) == [
+        "EMPTY=",
+        "GREETING=hello there",
+        "UNICODE=grüß",
+    ]
+    assert server.get("/env-none").content == b""  # nothing else leaks in
 
 
 def test_finished_response_goes_out_while_the_guest_still_runs(server: Server) -> None:
