@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="requests in progress per worker, running or waiting for I/O "
-        "(default: 4 per core, at least 8)",
+        "(default: 4 per core, at least 8, at most 32)",
     )
     up.add_argument(
         "--max-running",

@@ -59,8 +59,10 @@ class ServeOptions:
     @property
     def thread_count(self) -> int:
         # Only `max_running` of them run a guest at a time (gate.py); the others are guests
-        # waiting for I/O or for their turn, which cost little.
-        return self.threads or max(8, 4 * (os.cpu_count() or 1))
+        # waiting for I/O or for their turn, which cost little. At most 32: each holds an
+        # instance, and a component's instance can take several of the pooling allocator's
+        # 256 core-instance slots.
+        return self.threads or min(32, max(8, 4 * (os.cpu_count() or 1)))
 
 
 def parse_listen(addr: str) -> tuple[str, int]:
