@@ -75,6 +75,17 @@ def test_released_lets_another_guest_run_while_one_waits() -> None:
     assert gate.acquire()  # every slot came back
 
 
+def test_nested_waits_give_back_exactly_one_slot() -> None:
+    gate = RunGate(1, patience=0.05)
+    with running(gate):
+        with released(), released():  # e.g. a blocking call that polls inside
+            assert gate.acquire()  # the slot was free meanwhile
+            gate.release()
+        assert gate.acquire() is False  # held again by this guest, once
+    assert gate.acquire()  # and given back when it finished
+    assert gate.acquire() is False  # one slot, not two
+
+
 def test_no_gate_means_no_waiting() -> None:
     with running(None), released():
         pass

@@ -95,14 +95,14 @@ def running(gate: RunGate | None) -> Iterator[None]:
 
 @contextmanager
 def released() -> Iterator[None]:
-    """Around a wait inside a guest's host call: let another guest run meanwhile."""
+    """Around a wait inside a guest's host call: let another guest run meanwhile. A no-op
+    when this thread holds no slot (no gate, admitted without one, or nested)."""
     gate = _held.gate
-    if gate is None:
+    if gate is None or not _held.holding:
         yield
         return
-    if _held.holding:
-        gate.release()
-        _held.holding = False
+    gate.release()
+    _held.holding = False
     try:
         yield
     finally:
