@@ -40,6 +40,8 @@ CACHED = [t.name for t in build_components.TARGETS if not t.committed]
 
 HTTP_020 = "wasi:http/incoming-handler@0.2.0"
 WASI_020 = {"wasi:io/error@0.2.0", "wasi:io/streams@0.2.0", "wasi:http/types@0.2.0"}
+# The `slow-handler` world: a handler that also waits on the monotonic clock.
+SLOW_HANDLER = ({*WASI_020, "wasi:clocks/monotonic-clock@0.2.0", "wasi:io/poll@0.2.0"}, {HTTP_020})
 SHAPES: dict[str, tuple[set[str], set[str]]] = {
     "hello": (WASI_020, {HTTP_020}),
     "echo": (WASI_020, {HTTP_020}),
@@ -49,22 +51,10 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
     "no-response": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "loop": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "leak": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
-    "slow-stream": (
-        {*WASI_020, "wasi:clocks/monotonic-clock@0.2.0", "wasi:io/poll@0.2.0"},
-        {HTTP_020},
-    ),
-    "poll-splice": (
-        {*WASI_020, "wasi:clocks/monotonic-clock@0.2.0", "wasi:io/poll@0.2.0"},
-        {HTTP_020},
-    ),
-    "finish-then-wait": (
-        {*WASI_020, "wasi:clocks/monotonic-clock@0.2.0", "wasi:io/poll@0.2.0"},
-        {HTTP_020},
-    ),
-    "instant-stream": (
-        {*WASI_020, "wasi:clocks/monotonic-clock@0.2.0", "wasi:io/poll@0.2.0"},
-        {HTTP_020},
-    ),
+    "slow-stream": SLOW_HANDLER,
+    "poll-splice": SLOW_HANDLER,
+    "finish-then-wait": SLOW_HANDLER,
+    "instant-stream": SLOW_HANDLER,
     "hello-0.2.3": (
         {"wasi:io/error@0.2.3", "wasi:io/streams@0.2.3", "wasi:http/types@0.2.3"},
         {"wasi:http/incoming-handler@0.2.3"},

@@ -30,7 +30,6 @@ class RunGate:
     def __init__(self, slots: int = 1, patience: float = DEFAULT_PATIENCE) -> None:
         if slots < 1:
             raise ValueError("a run gate needs at least one slot")
-        self.slots = slots
         self.patience = patience
         self._lock = threading.Lock()
         self._free = slots

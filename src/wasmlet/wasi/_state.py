@@ -64,14 +64,15 @@ class InstanceState:
         component_id: str,
         capabilities: dict[str, Any] | None = None,
         deadline: float | None = None,
+        clock_base: float | None = None,
     ) -> None:
         self.component_id = component_id
         self.table = ResourceTable()
         self.capabilities = capabilities or {}
         self.deadline = deadline  # time.monotonic() by which blocking host calls give up
         # time.monotonic() when its WASI context was built: monotonic-clock instants count
-        # from here, as wasmtime's native `now` does (set by the executor).
-        self.clock_base = time.monotonic()
+        # from here, as wasmtime's native `now` does.
+        self.clock_base = time.monotonic() if clock_base is None else clock_base
         self._at_end: list[Callable[[], None]] = []
 
     def at_end(self, fn: Callable[[], None]) -> None:
