@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/kube.py [--apps 1000]
 
-The API server is kmock (in-memory, in this process; see wasmlet.kube.emulator); the operator
-is `wasmlet kube operator --server URL` in its own process, so its memory is measured alone
-(VmRSS / VmHWM from /proc). A SpinApp counts as reconciled when its status has been written,
-the last step of a reconcile (after its Secret, Deployment and Service were applied). No real
-Kubernetes API server is involved: its latency, admission and etcd writes are not measured.
+The API server is kmock (in-memory, in this process; see tests/support/kube_emulator.py); the
+operator is `wasmlet kube operator --server URL` in its own process, so its memory is measured
+alone (VmRSS / VmHWM from /proc). A SpinApp counts as reconciled when its status has been
+written, the last step of a reconcile (after its Secret, Deployment and Service were applied).
+No real Kubernetes API server is involved: its latency, admission and etcd writes are not
+measured.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 
 # bench/http.py would shadow the standard library's `http` (aiohttp imports it)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the Kubernetes API emulator: tests/support
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -27,8 +30,9 @@ from typing import Any  # noqa: E402
 
 import aiohttp  # noqa: E402
 import kmock  # noqa: E402
+from support.kube_emulator import ApiServer  # noqa: E402
 
-from wasmlet.kube.emulator import ApiServer  # noqa: E402
+from wasmlet.kube import DEFAULT_IMAGE  # noqa: E402
 
 CR = "/apis/core.spinkube.dev/v1alpha1/namespaces/default"
 # BENCH_PROFILE=FILE: profile the operator with cProfile into FILE
@@ -123,7 +127,7 @@ async def bench(n: int, timeout: float) -> None:
                     "metadata": {"name": "wasmlet-container", "namespace": "default"},
                     "spec": {
                         "createDeployment": True,
-                        "deploymentConfig": {"spinImage": "ghcr.io/wasmlet/wasmlet:0.1.0"},
+                        "deploymentConfig": {"spinImage": DEFAULT_IMAGE},
                     },
                 }
                 async with http.post(f"{CR}/spinappexecutors", json=executor) as r:

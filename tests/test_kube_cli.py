@@ -290,6 +290,18 @@ def test_kustomize_bases(variant: str) -> None:
         assert normal(obj) == want[key(obj)], f"{key(obj)} differs from `wasmlet kube install`"
 
 
+def test_default_image_is_tagged_with_the_package_version() -> None:
+    import wasmlet
+    from wasmlet.kube import DEFAULT_IMAGE
+
+    repository, _, tag = DEFAULT_IMAGE.rpartition(":")
+    assert (repository, tag) == ("ghcr.io/wasmlet/wasmlet", wasmlet.__version__)
+    # deploy/node-installer is written by hand (not generated like the operator's bases)
+    [daemonset] = docs((DEPLOY / "node-installer" / "daemonset.yaml").read_text())
+    pod = daemonset["spec"]["template"]["spec"]
+    assert {c["image"] for c in pod["initContainers"] + pod["containers"]} == {DEFAULT_IMAGE}
+
+
 def test_dockerfile_installs_wasmlet_with_wasmlet_entrypoint() -> None:
     lines = [
         line.strip()

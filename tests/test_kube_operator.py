@@ -1,5 +1,6 @@
 """The kopf operator end to end against kmock (an in-memory Kubernetes API; see
-wasmlet.kube.emulator for what it does and does not emulate). No real API server runs here."""
+tests/support/kube_emulator.py for what it does and does not emulate). No real API server runs
+here."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import kmock
 import kopf
 import pytest
 import pytest_asyncio
+from support.kube_emulator import ApiServer
 
 from wasmlet.kube import FIELD_MANAGER, FINALIZER
-from wasmlet.kube.emulator import ApiServer
 from wasmlet.kube.operator import OperatorConfig, run
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
@@ -421,3 +422,48 @@ async def test_install_apply_through_the_api() -> None:
         assert {r.params.get("fieldManager") for r in applies} == {"wasmlet-install"}
         with pytest.raises(WasmletError, match="cert-manager is not installed"):
             await apply_all([o for o in install.objects() if o["kind"] != "Namespace"], url)
+
+
+async def test_list_label_selectors_are_filtered_by_the_server() -> None:
+    """KubeClient.list leaves label selectors to the API server; the emulator applies them."""
+    from wasmlet.kube.client import ApiError, KubeClient
+
+    labelled = {
+        "a": {"app": "x", "tier": "web"},
+        "b": {"app": "x"},
+        "c": {"app": "y", "tier": "db"},
+        "d": {},
+    }
+    async with ApiServer() as api, kmock.Server(api) as server:
+        url = str(server.url).rstrip("/")
+        async with aiohttp.ClientSession(url) as http:
+            for name, labels in labelled.items():
+                pod = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "default", "labels": labels},
+                }
+                async with http.post(f"{CORE}/pods", json=pod) as r:
+                    assert r.status < 300, await r.text()
+        client = await KubeClient.connect(url)
+        try:
+
+            async def names(selector: str | None) -> list[str]:
+                items = await client.list("Pod", "default", selector)
+                return sorted(i["metadata"]["name"] for i in items)
+
+            assert await names(None) == ["a", "b", "c", "d"]
+            assert await names("app=x") == ["a", "b"]
+            assert await names("app==x,tier=web") == ["a"]
+            assert await names("app!=x") == ["c", "d"]  # also objects without the label
+            assert await names("tier") == ["a", "c"]
+            assert await names("!tier") == ["b", "d"]
+            assert await names("tier in (web, db),app notin (y)") == ["a"]
+            assert await names("app=z") == []
+            with pytest.raises(ApiError) as refused:
+                await client.list("Pod", "default", "app in x")
+            assert refused.value.status == 400
+            # the selector went to the server as the query parameter
+            assert {r.params.get("labelSelector") for r in api["list"]} >= {"app=x", "!tier"}
+        finally:
+            await client.close()

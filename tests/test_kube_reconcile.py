@@ -14,7 +14,7 @@ from test_kube_models import samples
 
 from wasmlet.kube import APP_NAME_LABEL, reconcile
 from wasmlet.kube.autoscaling import AutoscalerSpec, hpa, scaled_object
-from wasmlet.kube.models import SpinApp, SpinAppExecutor
+from wasmlet.kube.models import RuntimeConfig, SpinApp, SpinAppExecutor
 from wasmlet.kube.quantity import QuantityError, parse_bytes
 from wasmlet.kube.rtconfig import RuntimeConfigError, ValueRef, references, render, secret_name
 from wasmlet.kube.validation import validate, versions
@@ -294,6 +294,17 @@ def test_runtime_config_escapes_toml() -> None:
     import tomllib
 
     assert tomllib.loads(toml)["key_value_store"]["default"]["url"] == 'a"b\\c\nd'
+
+
+def test_runtime_config_keys_set_twice_are_an_error() -> None:
+    # a TOML key can be set once; admission refuses these, but without webhooks they get here
+    store = {"name": "default", "type": "redis", "options": [{"name": "url", "value": "a"}]}
+    twice = RuntimeConfig.model_validate({"keyValueStores": [store, store]})
+    with pytest.raises(RuntimeConfigError, match=r"key_value_store\.default: defined twice"):
+        render(twice)
+    typed = {**store, "options": [{"name": "type", "value": "memcached"}]}
+    with pytest.raises(RuntimeConfigError, match="option 'type' is set twice"):
+        render(RuntimeConfig.model_validate({"sqliteDatabases": [typed]}))
 
 
 def test_load_from_secret_uses_the_users_secret() -> None:

@@ -21,9 +21,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import FIXTURES, IN_CI, ROOT, TESTBED, free_port
-from fixtures.shim.containerd import Containerd, containerd_17, fetch_containerd_17
+from fixtures.shim.containerd import (
+    NAMESPACE,
+    Containerd,
+    containerd_17,
+    fetch_containerd_17,
+)
 from fixtures.shim.images import busybox_files, linux_image
+from support.env import FIXTURES, IN_CI, ROOT, TESTBED, free_port
 
 from wasmlet.loader import load_app
 from wasmlet.oci import build_image
@@ -371,6 +376,49 @@ def test_containerd_restart_reconnects(c17: Containerd) -> None:
         events.close()
     c17.ctr("task", "delete", name)
     c17.ctr("containers", "delete", name)
+
+
+def test_containerd_api_client_content_leases_and_errors(c17: Containerd, tmp_path: Path) -> None:
+    """The shim's gRPC client (grpclib) against the real containerd: content written under a
+    lease in several messages, labels merged when it already exists, read back verified,
+    NOT_FOUND as None or as an error naming the call."""
+    import asyncio
+    import hashlib
+
+    from grpclib.const import Status
+
+    from wasmlet.shim.containerd import Containerd as Api
+    from wasmlet.shim.containerd import ContainerdError
+
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(3 << 20) + b"wasmlet")  # more than one 1 MiB message each way
+    digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+
+    async def exercise() -> None:
+        api = Api(f"unix://{c17.sock}", NAMESPACE)
+        try:
+            assert await api.info(digest) is None
+            lease = await api.create_lease("2099-01-01T00:00:00Z")
+            try:
+                await api.write(blob, digest, {"wasmlet.test/a": "1"}, lease=lease)
+                await api.write(blob, digest, {"wasmlet.test/b": "2"}, lease=lease)  # exists
+                info = await api.info(digest)
+                assert info is not None and info.size == blob.stat().st_size
+                labels = dict(info.labels)
+                assert (labels["wasmlet.test/a"], labels["wasmlet.test/b"]) == ("1", "2")
+                copy = tmp_path / "copy"
+                with copy.open("wb") as f:
+                    assert await api.read_into(digest, f) == digest
+                assert copy.read_bytes() == blob.read_bytes()
+            finally:
+                await api.delete_lease(lease)
+            with pytest.raises(ContainerdError, match=r"Containers/Get: .*not found") as e:
+                await api.container_image("no-such-container")
+            assert e.value.status == Status.NOT_FOUND
+        finally:
+            api.close()
+
+    asyncio.run(exercise())
 
 
 # -- Debian's containerd 1.6: an app in the image's filesystem -------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TESTBED
+from support.env import TESTBED
 
 from wasmlet.cli import main as wasmlet_main
 from wasmlet.oci import mediatypes as mt
@@ -186,18 +186,33 @@ def test_find_app_in_rootfs(tmp_path: Path) -> None:
     (root / "bin" / "alias").symlink_to("/bin/prog")
     (root / "app").mkdir()
     shutil.copy(TESTBED, root / "app" / "main.wasm")
-    find = appsource.find_app
-    blobs = tmp_path / "blobs"
-    assert find(_spec(["prog"]), root, blobs, None, "c") == appsource.LinuxProgram("/bin/prog")
-    assert find(_spec(["/bin/script"]), root, blobs, None, "c").path == "/bin/script"
-    assert find(_spec(["alias"]), root, blobs, None, "c").path == "/bin/prog"
-    assert find(_spec(["/app/main.wasm"]), root, blobs, None, "c").wasm == root / "app/main.wasm"
+    find = appsource.find_in_rootfs
+    assert find(_spec(["prog"]), root) == appsource.LinuxProgram("/bin/prog")
+    assert find(_spec(["/bin/script"]), root).path == "/bin/script"
+    assert find(_spec(["alias"]), root).path == "/bin/prog"
+    assert find(_spec(["/app/main.wasm"]), root).wasm == root / "app/main.wasm"
     with pytest.raises(appsource.AppNotFoundError, match=r"no /spin\.toml"):
-        find(_spec(["/"]), root, blobs, None, "c")
+        find(_spec(["/"]), root)
     (root / "spin.toml").write_text("spin_manifest_version = 2\n")
-    assert find(_spec(["/"]), root, blobs, None, "c").manifest == root / "spin.toml"
+    assert find(_spec(["/"]), root).manifest == root / "spin.toml"
     (root / "app" / "spin.toml").write_text("")
-    assert find(_spec(["/app"]), root, blobs, None, "c").manifest == root / "app/spin.toml"
+    assert find(_spec(["/app"]), root).manifest == root / "app/spin.toml"
+    # without containerd (no image to ask about), find_app looks only at the root filesystem
+    found = asyncio.run(appsource.find_app(_spec(["prog"]), root, tmp_path / "blobs", None, "c"))
+    assert found == appsource.LinuxProgram("/bin/prog")
+
+
+def test_containerd_client_unreachable_names_the_call_and_socket(tmp_path: Path) -> None:
+    from grpclib.const import Status
+
+    from wasmlet.shim.containerd import Containerd, ContainerdError
+
+    api = Containerd(f"unix://{tmp_path}/missing.sock", "default", timeout=5)
+    with pytest.raises(ContainerdError) as e:
+        asyncio.run(api.info("sha256:" + "0" * 64))
+    assert e.value.status == Status.UNAVAILABLE
+    assert str(e.value).startswith("/containerd.services.content.v1.Content/Info: cannot connect")
+    assert "missing.sock" in str(e.value)
 
 
 # -- containerd configuration ----------------------------------------------------------------

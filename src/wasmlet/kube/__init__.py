@@ -8,6 +8,8 @@ layer that reads and writes the cluster through `client`.
 
 from __future__ import annotations
 
+from .. import __version__
+
 GROUP = "core.spinkube.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -20,7 +22,8 @@ APP_NAME_LABEL = f"{GROUP}/app-name"
 VALIDATED_KUBERNETES = "1.32.0"
 
 #: The image of wasmlet itself: the operator, and the container executor's `wasmlet up`.
-DEFAULT_IMAGE = "ghcr.io/wasmlet/wasmlet:0.1.0"
+#: Tagged with this package's version, so the operator deploys the release it belongs to.
+DEFAULT_IMAGE = f"ghcr.io/wasmlet/wasmlet:{__version__}"
 
 
 def ready_label(app: str) -> str:

@@ -191,7 +191,8 @@ def _validate_autoscaler(spec: SpinAppSpec, executor: SpinAppExecutorSpec | None
 
 
 def _validate_containers(app: SpinApp) -> list[str]:
-    errors, seen = [], {app.name}
+    errors: list[str] = []
+    seen: set[str | None] = {app.name}
     for i, container in enumerate(app.spec.containers or []):
         name = container.get("name")
         if not name or not container.get("image"):

@@ -1,4 +1,4 @@
-"""`wasmlet kube`: scaffold, install, crds, operator (found by wasmlet.cli's plugin lookup)."""
+"""`wasmlet kube`: scaffold, install, crds, operator (registered by wasmlet.cli)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import key_value_arg
+from ..argtypes import key_value_arg
 from ..errors import WasmletError
 from . import DEFAULT_IMAGE
 

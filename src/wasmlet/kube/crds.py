@@ -45,10 +45,10 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
         return _structural(merged, defs)
     if "x-wasmlet-k8s-type" in schema:
-        out = embedded(schema["x-wasmlet-k8s-type"])
+        kube_schema = embedded(schema["x-wasmlet-k8s-type"])
         if "description" in schema:
-            out["description"] = schema["description"]
-        return out
+            kube_schema["description"] = schema["description"]
+        return kube_schema
     if "anyOf" in schema:  # Optional[X]: drop the null branch
         branches = [b for b in schema["anyOf"] if b.get("type") != "null"]
         if len(branches) != 1:

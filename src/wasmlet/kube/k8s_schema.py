@@ -37,7 +37,8 @@ def definitions(version: str = VALIDATED_KUBERNETES) -> dict[str, Any]:
     """The OpenAPI definitions (`io.k8s.api.core.v1.Container`, …) bundled for `version`."""
     root = resources.files("kubernetes_validate") / "kubernetes-json-schema"
     data = json.loads((root / f"v{version}-local" / "_definitions.json").read_text())
-    return data["$defs"]
+    defs: dict[str, Any] = data["$defs"]
+    return defs
 
 
 def _narrow_type(value: Any) -> Any:
@@ -86,4 +87,5 @@ def _embedded(name: str, version: str) -> str:
 
 def embedded(name: str, version: str = VALIDATED_KUBERNETES) -> dict[str, Any]:
     """The structural schema of Kubernetes type `name`, e.g. `io.k8s.api.core.v1.Volume`."""
-    return json.loads(_embedded(name, version))
+    schema: dict[str, Any] = json.loads(_embedded(name, version))
+    return schema

@@ -26,6 +26,14 @@ log = logging.getLogger("wasmlet.kube")
 APPS = (GROUP, VERSION, "spinapps")
 EXECUTORS = (GROUP, VERSION, "spinappexecutors")
 ANNOTATION_PREFIX = "operator.wasmlet.dev"
+# The in-memory indices: (namespace, executor name) -> the names of the SpinApps using it,
+# and namespace -> the (name, spec) of each SpinAppExecutor there. kopf takes the namespace
+# from the object's metadata, which it types as optional although both CRDs are namespaced.
+# kopf passes each index to every handler as a keyword argument named after the index id;
+# its handler protocols cover those only by `**kwargs`, so handlers read them from there.
+AppsByExecutor = kopf.Index[tuple[str | None, str | None], str]
+Executors = kopf.Index[str | None, tuple[str, dict[str, Any]]]
+
 WEBHOOK_IDS = {
     "mutate_spinapp": "mutate-spinapp",
     "validate_spinapp": "validate-spinapp",
@@ -34,13 +42,17 @@ WEBHOOK_IDS = {
 
 
 class KopfRecorder:
-    """Events through kopf's posting queue (batched, retried, in the operator's loop)."""
+    """Events through kopf's posting queue (batched, retried, in the operator's loop).
+
+    kopf.warn/info annotate their target as its `Body` view, but take any raw body mapping
+    (they only read apiVersion, kind and metadata), hence the `arg-type` ignores.
+    """
 
     def warn(self, body: Mapping[str, Any], reason: str, message: str) -> None:
-        kopf.warn(dict(body), reason=reason, message=message[:1024])
+        kopf.warn(dict(body), reason=reason, message=message[:1024])  # type: ignore[arg-type]
 
     def info(self, body: Mapping[str, Any], reason: str, message: str) -> None:
-        kopf.info(dict(body), reason=reason, message=message[:1024])
+        kopf.info(dict(body), reason=reason, message=message[:1024])  # type: ignore[arg-type]
 
 
 @dataclass
@@ -60,7 +72,7 @@ def _raise(e: ControllerError, delay: float) -> None:
     raise kopf.PermanentError(str(e)) from None
 
 
-def _executor_specs(index: kopf.Index, namespace: str) -> dict[str, SpinAppExecutorSpec]:
+def _executor_specs(index: Executors, namespace: str | None) -> dict[str, SpinAppExecutorSpec]:
     specs = {}
     for name, spec in index.get(namespace, []):
         try:
@@ -76,7 +88,8 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
     on = kopf.on
 
     def controller() -> Controller:
-        return state["controller"]  # type: ignore[no-any-return]
+        ctl: Controller = state["controller"]
+        return ctl
 
     @on.startup(id="connect", registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -112,11 +125,15 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
     # -- indices (in memory, kept current by kopf's watches) ---------------------------
 
     @kopf.index(*APPS, id="apps_by_executor", registry=registry)
-    def apps_by_executor(namespace: str, name: str, spec: Mapping[str, Any], **_: Any) -> Any:
+    def apps_by_executor(
+        namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    ) -> dict[tuple[str | None, str | None], str]:
         return {(namespace, spec.get("executor")): name}
 
     @kopf.index(*EXECUTORS, id="executors", registry=registry)
-    def executors(namespace: str, name: str, spec: Mapping[str, Any], **_: Any) -> Any:
+    def executors(
+        namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    ) -> dict[str | None, tuple[str, dict[str, Any]]]:
         return {namespace: (name, dict(spec))}
 
     # -- SpinApp -------------------------------------------------------------------------
@@ -160,9 +177,10 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
     @on.resume(*EXECUTORS, id="executor", registry=registry)
     @on.create(*EXECUTORS, id="executor", registry=registry)
     @on.update(*EXECUTORS, id="executor", registry=registry)
-    async def executor_changed(
-        namespace: str, name: str, apps_by_executor: kopf.Index, **_: Any
-    ) -> None:
+    async def executor_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+        if namespace is None:  # cannot happen (the CRD is namespaced), and no app could match
+            return
+        apps_by_executor: AppsByExecutor = kwargs["apps_by_executor"]
         apps = list(apps_by_executor.get((namespace, name), []))
         failed = await controller().executor_changed(namespace, apps)
         if failed:
@@ -170,8 +188,9 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
 
     @on.delete(*EXECUTORS, id="executor-in-use", registry=registry)
     async def executor_deleted(
-        body: kopf.Body, namespace: str, name: str, apps_by_executor: kopf.Index, **_: Any
+        body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
     ) -> None:
+        apps_by_executor: AppsByExecutor = kwargs["apps_by_executor"]
         try:
             controller().executor_deletable(body, list(apps_by_executor.get((namespace, name), [])))
         except ControllerError as e:
@@ -190,8 +209,9 @@ def _register_admission(registry: kopf.OperatorRegistry) -> None:
         *APPS, id=WEBHOOK_IDS["mutate_spinapp"], operations=["CREATE", "UPDATE"], registry=registry
     )
     def mutate_spinapp(
-        spec: Mapping[str, Any], namespace: str, patch: kopf.Patch, executors: kopf.Index, **_: Any
+        spec: kopf.Spec, namespace: str | None, patch: kopf.Patch, **kwargs: Any
     ) -> None:
+        executors: Executors = kwargs["executors"]
         known = dict(executors.get(namespace, []))
         for key, value in adm.defaults(spec, known).items():
             patch.spec[key] = value
@@ -202,7 +222,8 @@ def _register_admission(registry: kopf.OperatorRegistry) -> None:
         operations=["CREATE", "UPDATE"],
         registry=registry,
     )
-    def validate_spinapp(body: kopf.Body, namespace: str, executors: kopf.Index, **_: Any) -> None:
+    def validate_spinapp(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+        executors: Executors = kwargs["executors"]
         errors = adm.validate_app_body(body, _executor_specs(executors, namespace))
         if errors:
             raise kopf.AdmissionError("; ".join(errors), code=422)
@@ -215,12 +236,12 @@ def _register_admission(registry: kopf.OperatorRegistry) -> None:
     )
     def validate_executor(
         body: kopf.Body,
-        namespace: str,
+        namespace: str | None,
         name: str,
-        operation: str | None,
-        apps_by_executor: kopf.Index,
-        **_: Any,
+        operation: str | None = None,  # always passed; WebhookFn does not declare it
+        **kwargs: Any,
     ) -> None:
+        apps_by_executor: AppsByExecutor = kwargs["apps_by_executor"]
         if operation == "DELETE":
             apps = sorted(apps_by_executor.get((namespace, name), []))
             if apps:

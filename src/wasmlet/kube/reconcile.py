@@ -77,13 +77,19 @@ def owner_reference(app: SpinApp) -> dict[str, Any]:
 
 
 def _metadata(
-    app: SpinApp, name: str, annotations: Mapping[str, str] | None = None, **labels: str
+    app: SpinApp,
+    name: str,
+    annotations: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name,
         "namespace": app.namespace,
-        "labels": {APP_NAME_LABEL: app.name, "app.kubernetes.io/managed-by": FIELD_MANAGER}
-        | labels,
+        "labels": {
+            APP_NAME_LABEL: app.name,
+            "app.kubernetes.io/managed-by": FIELD_MANAGER,
+            **(labels or {}),
+        },
         "ownerReferences": [owner_reference(app)],
     }
     if annotations:
@@ -274,7 +280,7 @@ def runtime_config_secret(app: SpinApp, toml: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _metadata(app, name, **{COMPONENT_LABEL: RUNTIME_CONFIG_COMPONENT}),
+        "metadata": _metadata(app, name, labels={COMPONENT_LABEL: RUNTIME_CONFIG_COMPONENT}),
         "type": "Opaque",
         "stringData": {RUNTIME_CONFIG_KEY: toml},
     }

@@ -9,7 +9,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import tomli_w
 
 from .models import RuntimeConfig, RuntimeConfigOption, RuntimeConfigStore
 
@@ -67,34 +69,13 @@ def references(config: RuntimeConfig | None) -> list[ValueRef]:
     return sorted(refs, key=lambda r: (r.kind, r.name, r.key))
 
 
-def _toml_string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_key(text: str) -> str:
-    plain = text and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
-    return text if plain else _toml_string(text)
-
-
-def _option_lines(
-    options: list[RuntimeConfigOption] | None, resolved: Mapping[ValueRef, str], where: str
-) -> list[str]:
-    lines = []
+def _options(
+    table: dict[str, str],
+    options: list[RuntimeConfigOption] | None,
+    resolved: Mapping[ValueRef, str],
+    where: str,
+) -> dict[str, str]:
+    """`table` plus the options' values (a missing optional reference leaves its option out)."""
     for option in options or []:
         ref = _option_ref(option)
         if ref is None:
@@ -107,33 +88,39 @@ def _option_lines(
             continue
         else:
             raise RuntimeConfigError(f"{where}: option {option.name!r}: {ref} not found")
-        lines.append(f"{_toml_key(option.name)} = {_toml_string(value)}")
-    return lines
+        if option.name in table:  # a TOML key can be set only once
+            raise RuntimeConfigError(f"{where}: option {option.name!r} is set twice")
+        table[option.name] = value
+    return table
 
 
-def _store_tables(
+def _stores(
     table: str, stores: list[RuntimeConfigStore] | None, resolved: Mapping[ValueRef, str]
-) -> list[str]:
-    lines: list[str] = []
+) -> dict[str, dict[str, str]]:
+    tables: dict[str, dict[str, str]] = {}
     for store in stores or []:
         where = f"{table}.{store.name}"
-        lines += ["", f"[{table}.{_toml_key(store.name)}]", f"type = {_toml_string(store.type)}"]
-        lines += _option_lines(store.options, resolved, where)
-    return lines
+        if store.name in tables:  # admission refuses this; without webhooks it can get here
+            raise RuntimeConfigError(f"{where}: defined twice")
+        tables[store.name] = _options({"type": store.type}, store.options, resolved, where)
+    return tables
 
 
 def render(config: RuntimeConfig | None, resolved: Mapping[ValueRef, str] | None = None) -> str:
     """The TOML: the env variables provider (SPIN_VARIABLE_*), stores, databases, LLM."""
     resolved = resolved or {}
-    lines = ["[[config_provider]]", 'type = "env"', f'prefix = "{VARIABLE_PREFIX}"']
+    doc: dict[str, Any] = {"config_provider": [{"type": "env", "prefix": VARIABLE_PREFIX}]}
     if config is not None:
-        lines += _store_tables("key_value_store", config.key_value_stores, resolved)
-        lines += _store_tables("sqlite_database", config.sqlite_databases, resolved)
+        for table, stores in (
+            ("key_value_store", config.key_value_stores),
+            ("sqlite_database", config.sqlite_databases),
+        ):
+            if stores:
+                doc[table] = _stores(table, stores, resolved)
         if config.llm_compute is not None:
             llm = config.llm_compute
-            lines += ["", "[llm_compute]", f"type = {_toml_string(llm.type)}"]
-            lines += _option_lines(llm.options, resolved, "llm_compute")
-    return "\n".join(lines) + "\n"
+            doc["llm_compute"] = _options({"type": llm.type}, llm.options, resolved, "llm_compute")
+    return tomli_w.dumps(doc)
 
 
 def secret_name(app: str, content: str) -> str:

@@ -80,13 +80,13 @@ def _check(opts: ScaffoldOptions) -> None:
         )
     if opts.autoscaler == "hpa" and opts.replicas < 1:
         raise ScaffoldError("an HPA needs --replicas of at least 1 (it cannot scale to zero)")
-    for flag, value in (
+    for flag, quantity in (
         ("--memory-limit", opts.memory_limit),
         ("--memory-request", opts.memory_request),
     ):
-        if value is not None:
+        if quantity is not None:
             try:
-                parse_bytes(value)
+                parse_bytes(quantity)
             except ValueError as e:
                 raise ScaffoldError(f"{flag}: {e}") from None
 

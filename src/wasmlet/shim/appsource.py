@@ -9,6 +9,7 @@ filesystem.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -46,13 +47,18 @@ class LinuxProgram:
 AppKind = WasmApp | LinuxProgram
 
 
-def find_app(
+async def find_app(
     spec: Spec, rootfs: Path, blobs: Path, containerd: Containerd | None, container_id: str
 ) -> AppKind:
     if containerd is not None:
-        image = find_image_app(containerd, container_id, blobs)
+        image = await find_image_app(containerd, container_id, blobs)
         if image is not None:
             return WasmApp(image=image)
+    return await asyncio.to_thread(find_in_rootfs, spec, rootfs)  # file system calls
+
+
+def find_in_rootfs(spec: Spec, rootfs: Path) -> AppKind:
+    """What the root filesystem runs: an ELF or `#!` entrypoint, else a spin.toml or module."""
     program = _entrypoint(spec, rootfs)
     if program is not None and _is_linux_executable(program):
         return LinuxProgram(str(PurePosixPath("/") / program.relative_to(rootfs)))

@@ -100,7 +100,8 @@ class Cgroup:
         if self.v2:
             d = self.dirs[""]
             self._write(d / "memory.max", memory.get("limit"), lambda v: str(v) if v > 0 else "max")
-            if cpu.get("quota") and cpu.get("quota") > 0:
+            quota = cpu.get("quota")
+            if quota and quota > 0:
                 self._write(d / "cpu.max", f"{cpu['quota']} {cpu.get('period') or 100000}")
             if cpu.get("shares"):
                 weight = 1 + ((int(cpu["shares"]) - 2) * 9999) // 262142

@@ -61,6 +61,7 @@ async def serve(sock: socket.socket, namespace: str, address: str) -> None:
     await asyncio.sleep(0.05)  # let the Shutdown response go out
     await publisher.drain()
     await server.close()
+    service.close()
     await publisher.close()
     with contextlib.suppress(OSError):
         os.unlink(sock.getsockname())

@@ -10,15 +10,15 @@ the shim stays small, the runner builds the locked app (`appload.py`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .containerd import Containerd, Descriptor
-from .grpc import NOT_FOUND, GrpcError
+from grpclib.const import Status
+
+from .containerd import Containerd, ContainerdError, Descriptor
 
 # The same strings as wasmlet.oci.mediatypes (checked by the tests).
 SPIN_APP_LAYER = "application/vnd.fermyon.spin.application.v1+config"
@@ -74,15 +74,15 @@ def blob_path(blobs: Path, kind: str, digest: str) -> Path:
     return blobs / kind / "sha256" / hexdigest
 
 
-def find_image_app(containerd: Containerd, container_id: str, blobs: Path) -> ImageApp | None:
+async def find_image_app(containerd: Containerd, container_id: str, blobs: Path) -> ImageApp | None:
     """The container's image as a Wasm app (blobs fetched), or None for other images."""
     try:
-        name = containerd.container_image(container_id)
+        name = await containerd.container_image(container_id)
         if not name:
             return None
-        manifest = _manifest(containerd, containerd.image_target(name))
-    except GrpcError as e:
-        if e.code == NOT_FOUND:
+        manifest = await _manifest(containerd, await containerd.image_target(name))
+    except ContainerdError as e:
+        if e.status == Status.NOT_FOUND:
             return None
         raise ImageError(f"cannot read the container's image from containerd: {e}") from None
     if manifest is None:
@@ -93,7 +93,7 @@ def find_image_app(containerd: Containerd, container_id: str, blobs: Path) -> Im
     if not app_layers and config.media_type != SPIN_APP_LAYER:
         return None  # an ordinary image: its root filesystem decides
     for blob in (config, *app_layers):
-        fetch(containerd, blobs, blob)
+        await fetch(containerd, blobs, blob)
     return ImageApp(name, config, app_layers)
 
 
@@ -102,8 +102,8 @@ def _blob(value: Any) -> Blob:
     return Blob(d.media_type, d.digest, d.size)
 
 
-def _manifest(containerd: Containerd, target: Descriptor) -> dict[str, Any] | None:
-    data = containerd.read_json(target.digest)
+async def _manifest(containerd: Containerd, target: Descriptor) -> dict[str, Any] | None:
+    data = await containerd.read_json(target.digest)
     if target.media_type in INDEXES or "manifests" in data:
         entries = [Descriptor.from_json(e) for e in data.get("manifests") or []]
         wasm = [
@@ -115,26 +115,23 @@ def _manifest(containerd: Containerd, target: Descriptor) -> dict[str, Any] | No
         chosen = wasm or (entries if len(entries) == 1 else [])
         if not chosen:
             return None
-        data = containerd.read_json(chosen[0].digest)
+        data = await containerd.read_json(chosen[0].digest)
     if not isinstance(data, dict) or "config" not in data:
         raise ImageError(f"image manifest {target.digest} has no config")
     return data
 
 
-def fetch(containerd: Containerd, blobs: Path, blob: Blob) -> Path:
+async def fetch(containerd: Containerd, blobs: Path, blob: Blob) -> Path:
     """Copy a blob out of the content store (once; verified by its digest)."""
     path = blob_path(blobs, blob.kind, blob.digest)
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    h = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as f:
-            for chunk in containerd.read_chunks(blob.digest):
-                h.update(chunk)
-                f.write(chunk)
-        if f"sha256:{h.hexdigest()}" != blob.digest:
+            written = await containerd.read_into(blob.digest, f)
+        if written != blob.digest:
             raise ImageError(f"content {blob.digest} read from containerd does not match")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)

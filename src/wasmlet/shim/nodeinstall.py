@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import containerdconfig, distro, shiminstall
 
@@ -162,7 +162,7 @@ def _label(opts: Options, report: Report, value: str | None) -> None:
     report.add(what)
 
 
-def runtime_class(name: str = "wasmlet", selector: dict[str, str] | None = None) -> dict:
+def runtime_class(name: str = "wasmlet", selector: dict[str, str] | None = None) -> dict[str, Any]:
     """The RuntimeClass that runs pods with this runtime on nodes that have it."""
     return {
         "apiVersion": "node.k8s.io/v1",

@@ -17,7 +17,6 @@ labelling.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import os
 import tempfile
@@ -37,11 +36,11 @@ def _artifact_path(cache_dir: Path, layer: str, fingerprint: str) -> Path:
     return cache_dir / "compiled" / f"{layer.removeprefix('sha256:')}-{fingerprint}.cwasm"
 
 
-def materialize(containerd: Containerd, layers: Iterable[str], cache_dir: Path) -> int:
+async def materialize(containerd: Containerd, layers: Iterable[str], cache_dir: Path) -> int:
     """Copy the artifacts recorded on `layers` into `cache_dir`; returns how many."""
     copied = 0
     for layer in layers:
-        info = containerd.info(layer)
+        info = await containerd.info(layer)
         if info is None:
             continue
         for key, digest in info.labels.items():
@@ -50,24 +49,21 @@ def materialize(containerd: Containerd, layers: Iterable[str], cache_dir: Path) 
             target = _artifact_path(cache_dir, layer, key.removeprefix(LABEL_PREFIX))
             if target.exists():
                 continue
-            if _copy_out(containerd, digest, target):
+            if await _copy_out(containerd, digest, target):
                 copied += 1
     return copied
 
 
-def _copy_out(containerd: Containerd, digest: str, target: Path) -> bool:
+async def _copy_out(containerd: Containerd, digest: str, target: Path) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    h = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as f:
-            for chunk in containerd.read_chunks(digest):
-                h.update(chunk)
-                f.write(chunk)
-        if f"sha256:{h.hexdigest()}" != digest:
+            written = await containerd.read_into(digest, f)
+        if written != digest:
             log.warning("precompiled artifact %s does not match its digest; ignoring it", digest)
             return False
-        target.with_suffix(".sha256").write_text(h.hexdigest())
+        target.with_suffix(".sha256").write_text(written.removeprefix("sha256:"))
         os.replace(tmp, target)
         return True
     except Exception as e:
@@ -77,7 +73,7 @@ def _copy_out(containerd: Containerd, digest: str, target: Path) -> bool:
         Path(tmp).unlink(missing_ok=True)
 
 
-def harvest(containerd: Containerd, layers: Iterable[str], cache_dir: Path) -> int:
+async def harvest(containerd: Containerd, layers: Iterable[str], cache_dir: Path) -> int:
     """Store the artifacts compiled for `layers` that the content store lacks; returns how
     many were stored."""
     wanted = {layer.removeprefix("sha256:"): layer for layer in layers}
@@ -87,7 +83,7 @@ def harvest(containerd: Containerd, layers: Iterable[str], cache_dir: Path) -> i
         layer = wanted.get(hexdigest)
         if layer is None or not fingerprint:
             continue
-        info = containerd.info(layer)
+        info = await containerd.info(layer)
         if info is None or LABEL_PREFIX + fingerprint in info.labels:
             continue
         try:
@@ -95,14 +91,14 @@ def harvest(containerd: Containerd, layers: Iterable[str], cache_dir: Path) -> i
         except OSError:
             continue
         expire = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=LEASE_SECONDS)
-        lease = containerd.create_lease(expire.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        lease = await containerd.create_lease(expire.strftime("%Y-%m-%dT%H:%M:%SZ"))
         try:
-            containerd.write(path, digest, {}, lease=lease)
-            containerd.set_labels(
+            await containerd.write(path, digest, {}, lease=lease)
+            await containerd.set_labels(
                 layer, {LABEL_PREFIX + fingerprint: digest, GC_REF_PREFIX + fingerprint: digest}
             )
         finally:
-            containerd.delete_lease(lease)
+            await containerd.delete_lease(lease)
         log.info("stored precompiled %s for layer %s", digest, layer)
         stored += 1
     return stored

@@ -101,8 +101,8 @@ class WasmProcess(TaskProcess):
             raise ProcessError("a terminal (tty) is not supported for Wasm apps")
         self.work.mkdir(parents=True, exist_ok=True)
         if self.app.image and self.containerd is not None:
-            found = await asyncio.to_thread(
-                precompile.materialize, self.containerd, self.app.wasm_layers, self.cache_dir
+            found = await precompile.materialize(
+                self.containerd, self.app.wasm_layers, self.cache_dir
             )
             log.info("%s: %d precompiled artifacts from the content store", self.id, found)
         self.cgroup = _make_cgroup(self.spec, self.id)
@@ -162,9 +162,7 @@ class WasmProcess(TaskProcess):
     async def _harvest(self) -> int:
         assert self.containerd is not None
         try:
-            return await asyncio.to_thread(
-                precompile.harvest, self.containerd, self.app.wasm_layers, self.cache_dir
-            )
+            return await precompile.harvest(self.containerd, self.app.wasm_layers, self.cache_dir)
         except Exception as e:
             log.warning("%s: cannot store precompiled artifacts: %s", self.id, e)
             return 0

@@ -19,14 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import empty_pb2, timestamp_pb2
-from google.protobuf.message import Message
 
 from .. import __version__
 from . import appsource, rootfs
 from .appsource import AppNotFoundError, LinuxProgram
-from .containerd import Containerd
+from .containerd import Containerd, ContainerdError
 from .events import Publisher, now
-from .grpc import GrpcError
 from .image import ImageError
 from .process import ProcessError, RuncProcess, TaskProcess, WasmProcess
 from .proto import shim_pb2, task_events_pb2, task_types_pb2
@@ -74,6 +72,11 @@ class TaskService:
         self.tasks: dict[str, Task] = {}
         self._containerd = Containerd(ctx.address, ctx.namespace) if ctx.address else None
 
+    def close(self) -> None:
+        """Close the connection to containerd's API (the shim is exiting)."""
+        if self._containerd is not None:
+            self._containerd.close()
+
     def methods(self) -> dict[str, Method]:
         m = shim_pb2
         return {
@@ -88,7 +91,7 @@ class TaskService:
             "Shutdown": Method(m.ShutdownRequest, self.shutdown),
             "CloseIO": Method(m.CloseIORequest, self.close_io),
             "Stats": Method(m.StatsRequest, self.stats),
-        }  # type: ignore[dict-item]
+        }
 
     def _task(self, task_id: str, exec_id: str = "") -> Task:
         if exec_id:
@@ -99,7 +102,7 @@ class TaskService:
         return task
 
     # -- Create / Start ------------------------------------------------------------------
-    async def create(self, req: shim_pb2.CreateTaskRequest) -> Message:
+    async def create(self, req: shim_pb2.CreateTaskRequest) -> shim_pb2.CreateTaskResponse:
         if req.id in self.tasks:
             raise TtrpcError(Code.ALREADY_EXISTS, f"task {req.id!r} already exists")
         if req.checkpoint:
@@ -121,7 +124,7 @@ class TaskService:
         try:
             process = await self._process(req.id, bundle, spec, stdio, target)
             pid = await process.create()
-        except (AppNotFoundError, ImageError, ProcessError, GrpcError, OSError) as e:
+        except (AppNotFoundError, ImageError, ProcessError, ContainerdError, OSError) as e:
             if mounted is not None:
                 rootfs.unmount_all(mounted)
             raise TtrpcError(Code.FAILED_PRECONDITION, f"wasmlet: {e}") from e
@@ -145,8 +148,8 @@ class TaskService:
     async def _process(
         self, task_id: str, bundle: Path, spec: Spec, stdio: Stdio, target: Path
     ) -> TaskProcess:
-        app = await asyncio.to_thread(
-            appsource.find_app, spec, target, self.ctx.settings.blobs, self._containerd, task_id
+        app = await appsource.find_app(
+            spec, target, self.ctx.settings.blobs, self._containerd, task_id
         )
         log.info("%s: %s", task_id, appsource.describe(app))
         if isinstance(app, LinuxProgram):
@@ -159,7 +162,7 @@ class TaskService:
             self._containerd,
         )  # fmt: skip
 
-    async def start(self, req: shim_pb2.StartRequest) -> Message:
+    async def start(self, req: shim_pb2.StartRequest) -> shim_pb2.StartResponse:
         task = self._task(req.id, req.exec_id)
         if task.started:
             raise TtrpcError(Code.FAILED_PRECONDITION, f"task {req.id!r} was already started")
@@ -214,12 +217,12 @@ class TaskService:
         )
 
     # -- Wait / State / Pids / Stats -----------------------------------------------------
-    async def wait(self, req: shim_pb2.WaitRequest) -> Message:
+    async def wait(self, req: shim_pb2.WaitRequest) -> shim_pb2.WaitResponse:
         task = self._task(req.id, req.exec_id)
         await task.stopped.wait()
         return shim_pb2.WaitResponse(exit_status=task.exit_status, exited_at=task.exited_at)
 
-    async def state(self, req: shim_pb2.StateRequest) -> Message:
+    async def state(self, req: shim_pb2.StateRequest) -> shim_pb2.StateResponse:
         task = self._task(req.id, req.exec_id)
         return shim_pb2.StateResponse(
             id=task.id,
@@ -234,13 +237,13 @@ class TaskService:
             exited_at=task.exited_at,
         )
 
-    async def pids(self, req: shim_pb2.PidsRequest) -> Message:
+    async def pids(self, req: shim_pb2.PidsRequest) -> shim_pb2.PidsResponse:
         task = self._task(req.id)
         return shim_pb2.PidsResponse(
             processes=[task_types_pb2.ProcessInfo(pid=p) for p in task.process.pids()]
         )
 
-    async def stats(self, req: shim_pb2.StatsRequest) -> Message:
+    async def stats(self, req: shim_pb2.StatsRequest) -> shim_pb2.StatsResponse:
         task = self._task(req.id)
         metrics = task.process.metrics()
         if metrics is None:
@@ -248,7 +251,7 @@ class TaskService:
         return shim_pb2.StatsResponse(stats=metrics)
 
     # -- Kill / CloseIO ------------------------------------------------------------------
-    async def kill(self, req: shim_pb2.KillRequest) -> Message:
+    async def kill(self, req: shim_pb2.KillRequest) -> empty_pb2.Empty:
         task = self._task(req.id, req.exec_id)
         if task.status == Status.STOPPED:
             raise TtrpcError(Code.NOT_FOUND, f"task {req.id!r}: process already finished")
@@ -259,12 +262,12 @@ class TaskService:
             raise TtrpcError(Code.INTERNAL, str(e)) from e
         return empty_pb2.Empty()
 
-    async def close_io(self, req: shim_pb2.CloseIORequest) -> Message:
+    async def close_io(self, req: shim_pb2.CloseIORequest) -> empty_pb2.Empty:
         self._task(req.id, req.exec_id)  # stdin is never held open by the shim
         return empty_pb2.Empty()
 
     # -- Delete / Connect / Shutdown -----------------------------------------------------
-    async def delete(self, req: shim_pb2.DeleteRequest) -> Message:
+    async def delete(self, req: shim_pb2.DeleteRequest) -> shim_pb2.DeleteResponse:
         task = self._task(req.id, req.exec_id)
         if task.status == Status.RUNNING:
             raise TtrpcError(Code.FAILED_PRECONDITION, f"task {req.id!r} is running; kill it first")
@@ -290,7 +293,7 @@ class TaskService:
             pid=task.process.pid, exit_status=task.exit_status, exited_at=task.exited_at
         )
 
-    async def connect(self, req: shim_pb2.ConnectRequest) -> Message:
+    async def connect(self, req: shim_pb2.ConnectRequest) -> shim_pb2.ConnectResponse:
         task = self.tasks.get(req.id)
         return shim_pb2.ConnectResponse(
             shim_pid=os.getpid(),
@@ -298,7 +301,7 @@ class TaskService:
             version=f"wasmlet {__version__}",
         )
 
-    async def shutdown(self, req: shim_pb2.ShutdownRequest) -> Message:
+    async def shutdown(self, req: shim_pb2.ShutdownRequest) -> empty_pb2.Empty:
         if not self.tasks or req.now:
             self.ctx.on_idle()
         return empty_pb2.Empty()

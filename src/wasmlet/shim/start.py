@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .settings import SOCKET_FD_ENV, STATE_FILE, ShimSettings
 from .spec import Spec
@@ -91,7 +92,7 @@ def delete(task_id: str, bundle: Path) -> int:
     from .events import now
     from .proto import shim_pb2
 
-    state: dict = {}
+    state: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         state = json.loads((bundle / STATE_FILE).read_text())
     pid = int(state.get("pid") or 0)

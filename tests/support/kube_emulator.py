@@ -8,10 +8,15 @@ leaves out and the operator depends on:
 * `metadata.uid`, `resourceVersion`, `generation`, `creationTimestamp` on create;
 * server-side apply (`PATCH` with `application/apply-patch+yaml`): create if missing, else
   replace the applied fields and keep `status` and server-set metadata;
-* garbage collection: deleting an object deletes what names it in `ownerReferences`.
+* garbage collection: deleting an object deletes what names it in `ownerReferences`;
+* `labelSelector` on list requests (`a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`,
+  `a notin (x,y)`, comma-separated; 400 for a selector that does not parse), so clients
+  rely on the server's filtering as they would on a real cluster. Watches are not filtered.
 
 It does *not* emulate admission, field ownership conflicts, schema validation or pods; the
-tests validate objects against the real schemas separately. Needs the `dev` extra (kmock).
+tests validate objects against the real schemas separately. Test and bench infrastructure
+(it imports kmock's internals), not product code: tests import it as
+`support.kube_emulator` (tests/ is on their path), bench/kube.py puts tests/ on sys.path.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import contextvars
 import copy
 import datetime
 import itertools
+import re
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
 
 import aiohttp.web
 import kmock
@@ -80,6 +88,68 @@ class _CurrentRequestOnly(list):  # type: ignore[type-arg]
     def __iter__(self) -> Any:
         current = _current.get()
         return iter([] if current is None else [current])
+
+
+_REQUIREMENT = re.compile(
+    r"""\s*(?:
+        !\s*(?P<absent>[\w./-]+)                             # !key
+      | (?P<key>[\w./-]+)\s*(?:
+            (?P<op>==|=|!=)\s*(?P<value>[\w.-]*)            # key=value, key==value, key!=value
+          | \s(?P<set>in|notin)\s*\((?P<values>[^()]*)\)    # key in (a,b), key notin (a,b)
+        )?                                                  # or only key: it exists
+    )\s*""",
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One requirement of a label selector, with the API server's semantics."""
+
+    key: str
+    op: str  # "=", "!=", "in", "notin", "exists", "!"
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        value = labels.get(self.key)
+        match self.op:
+            case "exists":
+                return self.key in labels
+            case "!":
+                return self.key not in labels
+            case "=" | "in":
+                return value in self.values
+            case _:  # "!=" and "notin" also match objects without the label
+                return value not in self.values
+
+
+def parse_selector(selector: str) -> list[Requirement]:
+    """`a=b,c!=d,e,!f,g in (h,i)` -> requirements; ValueError if it does not parse."""
+    if not selector.strip():
+        return []
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(selector):  # split on commas outside `( )`
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(selector[start:i])
+            start = i + 1
+    parts.append(selector[start:])
+    requirements = []
+    for part in parts:
+        m = _REQUIREMENT.fullmatch(part)
+        if m is None:
+            raise ValueError(f"unable to parse requirement: {part.strip()!r}")
+        if m["absent"]:
+            requirements.append(Requirement(m["absent"], "!"))
+        elif m["op"]:
+            op = "!=" if m["op"] == "!=" else "="
+            requirements.append(Requirement(m["key"], op, frozenset([m["value"]])))
+        elif m["set"]:
+            values = frozenset(v.strip() for v in m["values"].split(","))
+            requirements.append(Requirement(m["key"], m["set"], values))
+        else:
+            requirements.append(Requirement(m["key"], "exists"))
+    return requirements
 
 
 _SERVER_META = ("uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp")
@@ -150,6 +220,23 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
             await self._collect_garbage()
         self._trim(request)
         return response
+
+    async def _serve_list(self, request: rendering.Request) -> Any:
+        try:
+            requirements = parse_selector(request.params.get("labelSelector", ""))
+        except ValueError as e:  # the API server's answer to a malformed selector
+            raise kmock.KubernetesError(status=400, reason="BadRequest", message=str(e)) from None
+        result = cast(dict[str, Any], await super()._serve_list(request))
+        if requirements:
+            result["items"] = [
+                item
+                for item in result["items"]
+                if all(
+                    r.matches((item.get("metadata") or {}).get("labels") or {})
+                    for r in requirements
+                )
+            ]
+        return result
 
     # kmock finds the object of a create/update/delete response by scanning every object;
     # these look it up by key (the same result, O(1)).

@@ -1,0 +1,1 @@
+"""Test and benchmark infrastructure shared by tests/ and bench/ (not product code)."""
