@@ -22,19 +22,20 @@ functions it needs are bound here with plain `void *` signatures and without rel
 GIL (they are short and never call back into Python), which is much cheaper than the generic
 bindings. Each host function gets an invoker specialised to its parameter types when it is
 defined, so a call does no per-parameter dispatch beyond one Python call per value.
+
+Host functions themselves (the trampoline wasmtime calls, defining them in a linker, calling
+a component's export) are `_calls.py`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from wasmtime import _ffi as ffi
-from wasmtime.component import LinkerInstance, ResourceType
 
 log = logging.getLogger("wasmlet.wasi")
 
@@ -137,12 +138,19 @@ _NAME_STRIDE = ctypes.sizeof(ffi.wasm_name_t)
 _ENTRY_STRIDE = ctypes.sizeof(ffi.wasmtime_component_valrecord_entry)
 _ENTRY_VAL = ffi.wasmtime_component_valrecord_entry.val.offset
 
+
+def _offset(struct: type[ctypes.Structure], field: str) -> int:
+    return int(getattr(struct, field).offset)  # a ctypes field descriptor
+
+
 # The layouts above must match wasmtime's.
-assert _PtrSlot.ptr.offset == OFFSET and _VecSlot.size.offset == OFFSET
-assert _VecSlot.data.offset == OFFSET + ffi.wasm_name_t.data.offset
-assert _ResultSlot.is_ok.offset == OFFSET + ffi.wasmtime_component_valresult_t.is_ok.offset
-assert _ResultSlot.val.offset == OFFSET + ffi.wasmtime_component_valresult_t.val.offset
-assert _VariantSlot.val.offset == OFFSET + ffi.wasmtime_component_valvariant_t.val.offset
+assert _offset(_PtrSlot, "ptr") == OFFSET and _offset(_VecSlot, "size") == OFFSET
+assert _offset(_VecSlot, "data") == OFFSET + _offset(ffi.wasm_name_t, "data")
+assert _offset(_ResultSlot, "is_ok") == OFFSET + _offset(
+    ffi.wasmtime_component_valresult_t, "is_ok"
+)
+assert _offset(_ResultSlot, "val") == OFFSET + _offset(ffi.wasmtime_component_valresult_t, "val")
+assert _offset(_VariantSlot, "val") == OFFSET + _offset(ffi.wasmtime_component_valvariant_t, "val")
 assert ctypes.sizeof(_Vec) == _NAME_STRIDE and _ENTRY_VAL == _NAME_STRIDE
 
 
@@ -168,7 +176,7 @@ def _box(t: Ty, x: Any, ctx: Ctx) -> int:
     tmp = VAL()
     addr = ctypes.addressof(tmp)
     t.lower_at(x, addr, ctx)
-    return _val_new(addr)  # type: ignore[no-any-return]  # takes over tmp's contents
+    return int(_val_new(addr))  # takes over tmp's contents
 
 
 # -- the type algebra -----------------------------------------------------------------------
@@ -217,15 +225,31 @@ class _Prim(Ty):
         slot.value = x
 
 
+class _Int(_Prim):
+    """An integer type: a value out of its range is refused (a ctypes field would wrap it)."""
+
+    def __init__(self, kind: Any, ctype: Any, bits: int, signed: bool) -> None:
+        super().__init__(kind, ctype)
+        self.low = -(1 << (bits - 1)) if signed else 0
+        self.high = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+
+    def lower_at(self, x: Any, addr: int, ctx: Ctx) -> None:
+        if not self.low <= x <= self.high:
+            raise ValueError(f"{x} is out of range ({self.low}..{self.high})")
+        slot = self.slot.from_address(addr)
+        slot.kind = self.kind
+        slot.value = x
+
+
 BOOL = _Prim(ffi.WASMTIME_COMPONENT_BOOL, ctypes.c_bool)
-U8 = _Prim(ffi.WASMTIME_COMPONENT_U8, ctypes.c_uint8)
-U16 = _Prim(ffi.WASMTIME_COMPONENT_U16, ctypes.c_uint16)
-U32 = _Prim(ffi.WASMTIME_COMPONENT_U32, ctypes.c_uint32)
-U64 = _Prim(ffi.WASMTIME_COMPONENT_U64, ctypes.c_uint64)
-S8 = _Prim(ffi.WASMTIME_COMPONENT_S8, ctypes.c_int8)
-S16 = _Prim(ffi.WASMTIME_COMPONENT_S16, ctypes.c_int16)
-S32 = _Prim(ffi.WASMTIME_COMPONENT_S32, ctypes.c_int32)
-S64 = _Prim(ffi.WASMTIME_COMPONENT_S64, ctypes.c_int64)
+U8 = _Int(ffi.WASMTIME_COMPONENT_U8, ctypes.c_uint8, 8, False)
+U16 = _Int(ffi.WASMTIME_COMPONENT_U16, ctypes.c_uint16, 16, False)
+U32 = _Int(ffi.WASMTIME_COMPONENT_U32, ctypes.c_uint32, 32, False)
+U64 = _Int(ffi.WASMTIME_COMPONENT_U64, ctypes.c_uint64, 64, False)
+S8 = _Int(ffi.WASMTIME_COMPONENT_S8, ctypes.c_int8, 8, True)
+S16 = _Int(ffi.WASMTIME_COMPONENT_S16, ctypes.c_int16, 16, True)
+S32 = _Int(ffi.WASMTIME_COMPONENT_S32, ctypes.c_int32, 32, True)
+S64 = _Int(ffi.WASMTIME_COMPONENT_S64, ctypes.c_int64, 64, True)
 F32 = _Prim(ffi.WASMTIME_COMPONENT_F32, ctypes.c_float)
 F64 = _Prim(ffi.WASMTIME_COMPONENT_F64, ctypes.c_double)
 
@@ -237,9 +261,12 @@ class _Char(Ty):
         return chr(ctypes.c_uint32.from_address(addr + OFFSET).value)
 
     def lower_at(self, x: str, addr: int, ctx: Ctx) -> None:
+        code = ord(x)
+        if 0xD800 <= code <= 0xDFFF:  # not a Unicode scalar value (wasmtime would abort)
+            raise ValueError(f"a char cannot be the surrogate U+{code:04X}")
         slot = U32.slot.from_address(addr)
         slot.kind = self._kind
-        slot.value = ord(x)
+        slot.value = code
 
 
 class _String(Ty):
@@ -250,8 +277,12 @@ class _String(Ty):
         n = slot.size
         return ctypes.string_at(slot.data, n).decode("utf-8") if n else ""
 
-    def lower_at(self, x: str, addr: int, ctx: Ctx) -> None:
-        data = x.encode() if isinstance(x, str) else x
+    def lower_at(self, x: str | bytes, addr: int, ctx: Ctx) -> None:
+        if isinstance(x, str):
+            data = x.encode()  # strict: a lone surrogate raises (wasmtime would abort)
+        else:
+            data = x
+            data.decode()  # must be UTF-8, or wasmtime aborts the process
         _Kind.from_address(addr).kind = self._kind
         _byte_vec_new(addr + OFFSET, len(data), data)
 
@@ -425,10 +456,16 @@ class Option(Ty):
 
     def __init__(self, inner: Ty) -> None:
         self.inner = inner
+        self.nested = isinstance(inner, Option)
 
     def lift_at(self, addr: int, ctx: Ctx) -> Any:
         p = _PtrSlot.from_address(addr).ptr
-        return self.inner.lift_at(p, ctx) if p else None
+        if not p:
+            return None
+        value = self.inner.lift_at(p, ctx)
+        if value is None and self.nested:
+            return Some(None)  # some(none), which None alone cannot tell from none
+        return value
 
     def lower_at(self, x: Any, addr: int, ctx: Ctx) -> None:
         if x is None:
@@ -499,183 +536,3 @@ class Own(Ty):
 
 class Borrow(Own):
     owned = False
-
-
-# -- host functions -------------------------------------------------------------------------
-
-
-class HostTrap(Exception):
-    """Raised by a host function to trap the guest with a message."""
-
-
-@dataclass(slots=True)
-class HostFunc:
-    name: str  # as the linker knows it, e.g. "[method]fields.get"
-    params: tuple[Ty, ...]
-    result: Ty | None
-    fn: Callable[..., Any]
-    label: str = ""  # for messages, e.g. "wasi:http/types#[method]fields.get"
-
-
-Invoker = Callable[[Ctx, int], Any]  # (ctx, address of the arguments) -> Python result
-Lowerer = Callable[[Any, int, Ctx], None]
-
-
-def _invoker(func: HostFunc) -> Invoker:
-    """Lift the arguments and call `func.fn`, specialised to the number of parameters."""
-    fn = func.fn
-    lifts = [t.lift_at for t in func.params]
-    if not lifts:
-        return lambda ctx, args: fn()
-    if len(lifts) == 1:
-        (l0,) = lifts
-        return lambda ctx, args: fn(l0(args, ctx))
-    if len(lifts) == 2:
-        l0, l1 = lifts
-        return lambda ctx, args: fn(l0(args, ctx), l1(args + STRIDE, ctx))
-    at = [(lift, i * STRIDE) for i, lift in enumerate(lifts)]
-    return lambda ctx, args: fn(*[lift(args + off, ctx) for lift, off in at])
-
-
-# Per defined function: its invoker, how to lower its result, and the function itself.
-_FUNCS: list[tuple[Invoker, Lowerer | None, HostFunc]] = []
-_last_error = threading.local()
-
-
-def last_host_error() -> BaseException | None:
-    """The exception a host function raised on this thread (consumed)."""
-    err = getattr(_last_error, "value", None)
-    _last_error.value = None
-    return err
-
-
-_CALLBACK = ctypes.CFUNCTYPE(_size, _vp, _vp, _vp, _vp, _size, _vp, _size)
-
-
-@_CALLBACK
-def _trampoline(data, ctx, ty, args, nargs, results, nresults):  # type: ignore[no-untyped-def]
-    invoke, lower, f = _FUNCS[data or 0]
-    try:
-        out = invoke(ctx, args)
-        if lower is not None:
-            lower(out, results, ctx)
-        return 0
-    except BaseException as e:
-        return _failed(f.label or f.name, e)
-
-
-def _failed(label: str, e: BaseException) -> int:
-    """Remember a host function's exception and make the wasmtime error that traps the guest."""
-    _last_error.value = e
-    if not isinstance(e, HostTrap):
-        log.debug("host function %s failed", label, exc_info=True)
-    return _error_new(f"{label}: {e}".encode()) or 0
-
-
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-def _no_finalize(_data):  # type: ignore[no-untyped-def]
-    return None
-
-
-# Per defined resource type: a label for messages and what to run when the guest drops one.
-_DROPS: list[tuple[str, Callable[[int], None] | None]] = []
-_DESTRUCTOR = ctypes.CFUNCTYPE(_size, _vp, _vp, ctypes.c_uint32)
-
-
-@_DESTRUCTOR
-def _drop_trampoline(data, ctx, rep):  # type: ignore[no-untyped-def]
-    label, on_drop = _DROPS[data or 0]
-    if on_drop is None:
-        return 0
-    try:
-        on_drop(rep)
-        return 0
-    except BaseException as e:
-        return _failed(label, e)
-
-
-_add_resource = ctypes.CFUNCTYPE(_vp, _vp, ctypes.c_char_p, _size, _vp, _DESTRUCTOR, _vp, _vp)(
-    ("wasmtime_component_linker_instance_add_resource", ffi.dll)
-)
-
-
-def add_resource(
-    instance: LinkerInstance, name: str, type_id: int, on_drop: Callable[[int], None] | None
-) -> None:
-    """Define host resource type `type_id` as `name`; `on_drop(rep)` runs when the guest drops
-    one (wasmtime-py's own destructor path builds a store context per call)."""
-    _DROPS.append((name, on_drop))
-    ty = ResourceType.host(type_id)
-    raw = name.encode()
-    err = _add_resource(
-        ctypes.cast(instance.ptr(), _vp),
-        raw,
-        len(raw),
-        ctypes.cast(ty.ptr(), _vp),
-        _drop_trampoline,
-        len(_DROPS) - 1,
-        ctypes.cast(_no_finalize, _vp),
-    )
-    if err:
-        raise RuntimeError(f"cannot define resource {name}: {_take_error(err)}")
-
-
-_add_func = ctypes.CFUNCTYPE(_vp, _vp, ctypes.c_char_p, _size, _CALLBACK, _vp, _vp)(
-    ("wasmtime_component_linker_instance_add_func", ffi.dll)
-)
-
-
-def add_func(instance: LinkerInstance, func: HostFunc) -> None:
-    """Define `func` in a linker instance (the signature is checked at call time)."""
-    lower = func.result.lower_at if func.result is not None else None
-    _FUNCS.append((_invoker(func), lower, func))
-    idx = len(_FUNCS) - 1
-    name = func.name.encode()
-    err = _add_func(
-        ctypes.cast(instance.ptr(), _vp),
-        name,
-        len(name),
-        _trampoline,
-        idx,
-        ctypes.cast(_no_finalize, _vp),
-    )
-    if err:
-        raise RuntimeError(f"cannot define {func.name}: {_take_error(err)}")
-
-
-def call_func(ctx: Ctx, func: Any, args: Sequence[tuple[Ty, Any]], result: Ty | None) -> Any:
-    """Call a component export (a `wasmtime_component_func_t`) with declared types."""
-    n = len(args)
-    arr = (VAL * max(n, 1))()
-    base = ctypes.addressof(arr)
-    for i, (t, x) in enumerate(args):
-        t.lower_at(x, base + i * STRIDE, ctx)
-    out = VAL() if result is not None else None
-    err = ffi.wasmtime_component_func_call(
-        ctypes.byref(func),
-        ctx,
-        arr,
-        n,
-        ctypes.byref(out) if out is not None else None,
-        1 if out is not None else 0,
-    )
-    for i in range(n):
-        _val_delete(base + i * STRIDE)
-    if err:
-        raise GuestError(_take_error(err), last_host_error())
-    value = None
-    if result is not None and out is not None:
-        value = result.lift(out, ctx)
-        _val_delete(ctypes.addressof(out))
-    err = ffi.wasmtime_component_func_post_return(ctypes.byref(func), ctx)
-    if err:
-        raise GuestError(_take_error(err), None)
-    return value
-
-
-class GuestError(Exception):
-    """A component call failed: a trap, an interrupt, or a host function's error."""
-
-    def __init__(self, message: str, cause: BaseException | None) -> None:
-        super().__init__(message)
-        self.cause = cause

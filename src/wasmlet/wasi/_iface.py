@@ -1,4 +1,9 @@
-"""Declaring a host interface once and installing it into a component linker."""
+"""Declaring a host interface once and installing it into a component linker.
+
+An interface is named either with its version (`fermyon:spin/key-value@2.0.0`: defined under
+exactly that name) or without (`wasi:io/streams`: a WASI interface, defined at every WASI
+version wasmlet serves, `WASI_VERSIONS`).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,25 @@ from typing import Any
 from wasmtime.component import LinkerInstance
 
 from ..gate import released
-from ._abi import HostFunc, Ty, add_func, add_resource
+from ._abi import Ty
+from ._calls import HostFunc, add_func, add_resource
+
+# wasmtime 50's native WASI is at 0.2.x; a definition at the highest 0.2 patch serves guests
+# importing any 0.2.x by semver. The 2023-11-10 release candidate is a separate name.
+WASI_NATIVE_VERSION = "0.2.12"
+WASI_RC_VERSION = "0.2.0-rc-2023-11-10"
+WASI_VERSIONS = (WASI_NATIVE_VERSION, WASI_RC_VERSION)
 
 _type_ids: dict[str, int] = {}
+
+
+def semver_serves(defined: str, imported: str) -> bool:
+    """Whether a definition at version `defined` serves an import at `imported` (0.2.x
+    releases are compatible with each other; anything else must match exactly)."""
+    if defined == imported:
+        return True
+    release = defined.startswith("0.2.") and "-" not in defined
+    return release and imported.startswith("0.2.") and "-" not in imported
 
 
 def resource_type_id(qualified_name: str) -> int:
@@ -26,13 +47,28 @@ def resource_type_id(qualified_name: str) -> int:
 class Interface:
     """One WIT interface's host side: its resources and functions."""
 
-    name: str  # without version, e.g. "wasi:io/streams"
+    name: str  # "wasi:io/streams" (WASI) or "fermyon:spin/key-value@2.0.0"
     resources: dict[str, tuple[int, Callable[[int], None] | None]] = field(default_factory=dict)
     funcs: list[HostFunc] = field(default_factory=list)
     # Its functions wait on the network (a database, a broker): another guest runs meanwhile.
     blocking: bool = False
-    # WASI only: the versions to define it at (None: every version wasmlet serves).
+    # WASI only: the versions to define it at (None: every version in WASI_VERSIONS).
     versions: tuple[str, ...] | None = None
+
+    def full_names(self) -> tuple[str, ...]:
+        """The names it is defined under in a linker."""
+        if "@" in self.name:
+            return (self.name,)
+        return tuple(f"{self.name}@{v}" for v in self.versions or WASI_VERSIONS)
+
+    def serves(self, import_name: str) -> bool:
+        """Whether a component importing `import_name` links against this interface."""
+        if "@" in self.name:
+            return import_name == self.name
+        base, _, version = import_name.partition("@")
+        return base == self.name and any(
+            semver_serves(v, version) for v in self.versions or WASI_VERSIONS
+        )
 
     def resource(self, name: str, on_drop: Callable[[int], None] | None = None) -> int:
         type_id = resource_type_id(f"{self.name}#{name}")
@@ -49,12 +85,14 @@ class Interface:
 
         return register
 
-    def install(self, root: LinkerInstance, version: str) -> None:
-        with root.add_instance(f"{self.name}@{version}" if version else self.name) as inst:
-            for rname, (type_id, on_drop) in self.resources.items():
-                add_resource(inst, rname, type_id, on_drop)
-            for f in self.funcs:
-                add_func(inst, f)
+    def install(self, root: LinkerInstance) -> None:
+        """Define it in a linker (at every version it is served at)."""
+        for full_name in self.full_names():
+            with root.add_instance(full_name) as inst:
+                for rname, (type_id, on_drop) in self.resources.items():
+                    add_resource(inst, rname, type_id, on_drop)
+                for f in self.funcs:
+                    add_func(inst, f)
 
 
 def _releasing(fn: Callable[..., Any]) -> Callable[..., Any]:

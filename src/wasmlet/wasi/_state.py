@@ -1,8 +1,9 @@
-"""Per-instance host state: the resource table and each capability's instance state.
+"""Per-instance host state: the resource table and each capability's share.
 
 A component instance runs on one thread from start to end, so host functions find the state
 of the instance that called them through a thread-local (`current()`), set by the executor
-around each call into the guest.
+around each call into the guest. A capability is found by its typed `Key`
+(`current().get(KEY)`), which the factor that provides it defines.
 """
 
 from __future__ import annotations
@@ -10,14 +11,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from ._abi import HostTrap
+from ._calls import HostTrap
 
 T = TypeVar("T")
 log = logging.getLogger("wasmlet.wasi")
+
+
+class Key(Generic[T]):
+    """Names one capability in an instance's state; its type parameter is the capability's
+    type, so `current().get(KEY)` is typed. Compared by identity."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Key({self.name!r})"
+
+
+Capabilities = Mapping["Key[Any]", Any]
 
 
 class _Local(threading.local):
@@ -62,14 +79,18 @@ class InstanceState:
     def __init__(
         self,
         component_id: str,
-        capabilities: dict[str, Any] | None = None,
+        capabilities: Capabilities | None = None,
         deadline: float | None = None,
         clock_base: float | None = None,
+        before_block: Callable[[], None] | None = None,
     ) -> None:
         self.component_id = component_id
         self.table = ResourceTable()
-        self.capabilities = capabilities or {}
+        self.capabilities: Capabilities = capabilities or {}
         self.deadline = deadline  # time.monotonic() by which blocking host calls give up
+        # Called before the guest waits for anything (the trigger sends what the guest has
+        # produced so far: see executors' ResponseSink.flush).
+        self.before_block = before_block
         # time.monotonic() when its WASI context was built: monotonic-clock instants count
         # from here, as wasmtime's native `now` does.
         self.clock_base = time.monotonic() if clock_base is None else clock_base
@@ -89,11 +110,18 @@ class InstanceState:
                 log.exception("cleaning up after component %s", self.component_id)
         self.table = ResourceTable()
 
-    def capability(self, name: str) -> Any:
+    def get(self, key: Key[T]) -> T:
+        """This instance's share of a capability; traps when the component has none."""
         try:
-            return self.capabilities[name]
+            return self.capabilities[key]  # type: ignore[no-any-return]
         except KeyError:
-            raise HostTrap(f"{name} is not available to component {self.component_id!r}") from None
+            raise HostTrap(
+                f"{key.name} is not available to component {self.component_id!r}"
+            ) from None
+
+    def find(self, key: Key[T]) -> T | None:
+        """This instance's share of a capability, or None."""
+        return self.capabilities.get(key)
 
 
 def current() -> InstanceState:

@@ -1,23 +1,26 @@
 """The component linker: wasmtime's native WASI 0.2 plus wasmlet's Python pieces on top.
 
 wasmtime's native `add_wasip2` provides most of WASI (environment, random, clocks…).
-wasi:io and wasi:http are wasmlet's own (the C API cannot hand Python a native
+wasi:io and wasi:http's types are wasmlet's own (the C API cannot hand Python a native
 `incoming-request`), so every native function whose signature mentions wasi:io types is
-shadowed too: stdio and monotonic-clock subscriptions; wasi:filesystem, whose file streams are
-wasi:io streams, is wasmlet's entirely (`filesystem.py`: the component's files, read-only), and
-so is wasi:sockets (`sockets.py`: outbound TCP under `allowed_outbound_hosts`).
+shadowed too: stdio and monotonic-clock subscriptions (`BASE_INTERFACES`, always defined).
+The interfaces behind a capability (wasi:http's outgoing handler, wasi:filesystem, whose file
+streams are wasi:io streams, wasi:sockets, Spin's APIs) come from the factors that provide
+them, and are defined only for a component that imports them.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import wasmtime
 from wasmtime import component
 
-from . import filesystem, http, io, sockets
-from ._abi import U64, HostFunc, HostTrap, Own, add_func, add_resource
-from ._iface import Interface, resource_type_id
+from . import http, io
+from ._abi import U64, Own
+from ._calls import HostFunc, HostTrap, add_func, add_resource
+from ._iface import WASI_RC_VERSION, Interface, resource_type_id, semver_serves
 from ._state import current, table
 from .io import (
     INPUT_STREAM,
@@ -28,12 +31,6 @@ from .io import (
     LogOutputStream,
     new_pollable,
 )
-
-# wasmtime 50's native WASI is at 0.2.x; a definition at the highest 0.2 patch serves
-# guests importing any 0.2.x by semver. The 2023-11-10 release candidate is a separate name.
-NATIVE_VERSION = "0.2.12"
-RC_VERSION = "0.2.0-rc-2023-11-10"
-VERSIONS = (NATIVE_VERSION, RC_VERSION)
 
 stdin_iface = Interface("wasi:cli/stdin")
 stdout_iface = Interface("wasi:cli/stdout")
@@ -61,7 +58,7 @@ def _get_stderr() -> int:
 # request; native saves a Python call each); only the `subscribe-*` functions, which return
 # wasmlet's pollables, are shadowed. The release candidate has no native clock at all.
 clock_iface = Interface("wasi:clocks/monotonic-clock")
-rc_clock_iface = Interface("wasi:clocks/monotonic-clock", versions=(RC_VERSION,))
+rc_clock_iface = Interface("wasi:clocks/monotonic-clock", versions=(WASI_RC_VERSION,))
 
 
 @rc_clock_iface.func("now", (), U64)
@@ -84,18 +81,16 @@ def _subscribe_duration(ns: int) -> int:
     return new_pollable(DeadlinePollable(time.monotonic() + ns / 1e9))
 
 
-def _unsupported(what: str) -> object:
+def _unsupported(what: str) -> Callable[..., object]:
     def trap(*_args: object) -> object:
         raise HostTrap(f"{what} is not supported by wasmlet yet")
 
     return trap
 
 
-WASI_INTERFACES: list[Interface] = [
+BASE_INTERFACES: list[Interface] = [
     *io.INTERFACES,
     *http.INTERFACES,
-    *filesystem.INTERFACES,
-    *sockets.INTERFACES,
     stdin_iface,
     stdout_iface,
     stderr_iface,
@@ -104,47 +99,41 @@ WASI_INTERFACES: list[Interface] = [
 ]
 
 
+# What wasmtime's `add_wasip2` defines natively (at 0.2.x only).
 NATIVE_PREFIXES = (
     "wasi:cli/",
     "wasi:clocks/",
     "wasi:random/",
     "wasi:sockets/",
     "wasi:io/",
+    "wasi:filesystem/",
 )
 
 
-def _provided(name: str, extra: list[Interface]) -> bool:
+def _provided(name: str, interfaces: list[Interface]) -> bool:
     """Whether an import (`wasi:io/streams@0.2.0`, `fermyon:spin/key-value@2.0.0`) is served."""
     base, _, version = name.partition("@")
-    if any(i.name == name for i in extra):
+    if base.startswith(NATIVE_PREFIXES) and semver_serves("0.2.0", version):
         return True
-    if version.startswith("0.2.") and "-" not in version:
-        return base.startswith(NATIVE_PREFIXES) or any(i.name == base for i in WASI_INTERFACES)
-    if version == RC_VERSION:  # only wasmlet's own pieces exist at the release candidate
-        return any(i.name == base for i in WASI_INTERFACES)
-    return False
+    return any(i.serves(name) for i in interfaces)
 
 
 def build_linker(
-    engine: wasmtime.Engine,
-    comp: component.Component,
-    extra: list[Interface] = (),  # type: ignore[assignment]
+    engine: wasmtime.Engine, comp: component.Component, extra: list[Interface]
 ) -> component.Linker:
-    """A linker for `comp`: native WASI, wasmlet's WASI pieces, `extra` host interfaces, and
-    for every other import a stand-in that traps when called (so a component that imports,
-    say, `fermyon:spin/llm` but never calls it still runs)."""
+    """A linker for `comp`: native WASI, wasmlet's WASI pieces, the `extra` interfaces of the
+    capabilities it uses, and for every other import a stand-in that traps when called (so a
+    component that imports, say, `fermyon:spin/llm` but never calls it still runs)."""
     linker = component.Linker(engine)
     linker.add_wasip2()
     linker.allow_shadowing = True
+    interfaces = [*BASE_INTERFACES, *extra]
     with linker.root() as root:
-        for iface in WASI_INTERFACES:
-            for version in iface.versions or VERSIONS:
-                iface.install(root, version)
-        for iface in extra:
-            iface.install(root, "")
+        for iface in interfaces:
+            iface.install(root)
         for name, item in comp.type.imports(engine).items():
-            if not _provided(name, extra):
-                _define_traps(root, engine, name, item)
+            if not _provided(name, interfaces):
+                _define_traps(root, engine, name, item.ty)
     return linker
 
 
@@ -152,9 +141,8 @@ def _define_traps(
     root: component.LinkerInstance,
     engine: wasmtime.Engine,
     name: str,
-    item: component.ComponentExtern,
-) -> None:  # type: ignore[name-defined]
-    ty = item.ty
+    ty: component.ComponentItem,
+) -> None:
     if not isinstance(ty, component.ComponentInstanceType):
         add_func(root, HostFunc(name, (), None, _unsupported(f"import {name}")))
         return

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..gate import released
-from ._abi import BOOL, LIST_U8, STRING, U32, U64, Borrow, Err, HostTrap, List, Ok, Own, Result
+from ._abi import BOOL, LIST_U8, STRING, U32, U64, Borrow, Err, List, Ok, Own, Result
 from ._abi import Variant as V
+from ._calls import HostTrap
 from ._iface import Interface
 from ._state import current, table
 
@@ -231,12 +232,9 @@ class LogOutputStream(OutputStream):
 
 def about_to_block() -> None:
     """Let the instance's response go out before the guest waits (see ResponseChannel)."""
-    hook = current().capabilities.get(BEFORE_BLOCK)
+    hook = current().before_block
     if hook is not None:
         hook()
-
-
-BEFORE_BLOCK = "before_block"
 
 
 def wait_any(pollables: list[Pollable]) -> list[int]:

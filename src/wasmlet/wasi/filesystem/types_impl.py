@@ -1,34 +1,16 @@
-"""wasi:filesystem 0.2 (types, preopens) in Python: a component's `files`, read-only, at `/`.
-
-wasmtime's native wasi:filesystem hands out native wasi:io streams (`read-via-stream`), which
-cannot meet wasmlet's Python ones, so the whole interface is here. The executor puts the
-component's files root (a host directory) in the instance's capabilities under `FILES_ROOT`;
-`get-directories` offers it as `/`, or nothing when the component has no files.
-
-Behaviour follows wasmtime's for a preopen with read-only directory and file permissions (as
-Spin mounts `files`): every change (open for writing, create, truncate, mkdir, unlink, rename,
-link, symlink, set-size, set-times, write) is `not-permitted`; `write-via-stream` and
-`append-via-stream` are `bad-descriptor`.
-
-Paths resolve one component at a time, relative to the descriptor's directory, with
-`O_NOFOLLOW` opens and `*at` calls on directory fds; symbolic links are expanded here (at most
-40). An absolute path, an absolute link target, or a `..` that would leave the descriptor's
-directory is `not-permitted`, as the WASI spec says: nothing outside the files root is reached.
-"""
+"""wasi:filesystem's `types` and `preopens` interfaces over the host-side files of
+`paths.py`: read-only, every change `not-permitted` (see the package docstring)."""
 
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import os
 import stat as st
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from typing import Any
 
-from ._abi import (
+from .._abi import (
     BOOL,
     LIST_U8,
     STRING,
@@ -46,199 +28,24 @@ from ._abi import (
     Result,
     Tuple,
 )
-from ._abi import Variant as V
-from ._iface import Interface
-from ._state import current, table
-from .io import ERROR, INPUT_STREAM, OUTPUT_STREAM, InputStream, IoError, StreamClosed, StreamFailed
+from .._abi import Variant as V
+from .._iface import Interface
+from .._state import Key, current, table
+from ..io import ERROR, INPUT_STREAM, OUTPUT_STREAM, IoError
+from .paths import (
+    MAX_READ,
+    OPEN,
+    Descriptor,
+    DirectoryEntries,
+    FileInputStream,
+    FsError,
+    error_code,
+    follow,
+    resolve,
+)
 
-FILES_ROOT = "wasi:filesystem/files-root"
-"""Capability key: the host directory the component sees as `/` (absent: no files)."""
-
-MAX_READ = 64 * 1024  # per read, as wasmtime (a guest asks for more, it gets this much)
-MAX_SYMLINKS = 40
-_O_PATH = getattr(os, "O_PATH", os.O_RDONLY)
-_WALK = _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class FsError(Exception):
-    """A wasi:filesystem `error-code` (also the `cause` of a file stream's `IoError`)."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-_ERRNO_CODES = {
-    errno.EPERM: "not-permitted",
-    errno.ENOENT: "no-entry",
-    errno.ENOMEM: "insufficient-memory",
-    errno.EIO: "io",
-    errno.EBADF: "bad-descriptor",
-    errno.EBUSY: "busy",
-    errno.EACCES: "access",
-    errno.ENOTDIR: "not-directory",
-    errno.EISDIR: "is-directory",
-    errno.EINVAL: "invalid",
-    errno.EEXIST: "exist",
-    errno.EFBIG: "file-too-large",
-    errno.ENOSPC: "insufficient-space",
-    errno.ESPIPE: "invalid-seek",
-    errno.EMLINK: "too-many-links",
-    errno.ENAMETOOLONG: "name-too-long",
-    errno.ENOTEMPTY: "not-empty",
-    errno.ELOOP: "loop",
-    errno.EOVERFLOW: "overflow",
-    errno.EILSEQ: "illegal-byte-sequence",
-    errno.ENOTSUP: "unsupported",
-    errno.EOPNOTSUPP: "unsupported",
-    errno.EALREADY: "already",
-    errno.EINPROGRESS: "in-progress",
-    errno.EINTR: "interrupted",
-    errno.EAGAIN: "would-block",
-    errno.EDEADLK: "deadlock",
-    errno.EDQUOT: "quota",
-    errno.EMSGSIZE: "message-size",
-    errno.ENODEV: "no-device",
-    errno.ENXIO: "no-such-device",
-    errno.ENOLCK: "no-lock",
-    errno.ENOTTY: "no-tty",
-    errno.ENOTRECOVERABLE: "not-recoverable",
-    errno.EPIPE: "pipe",
-    errno.EROFS: "read-only",
-    errno.ETXTBSY: "text-file-busy",
-    errno.EXDEV: "cross-device",
-}
-
-
-def error_code(e: OSError) -> str:
-    return _ERRNO_CODES.get(e.errno or 0, "io")
-
-
-# -- host objects ----------------------------------------------------------------------------
-
-
-class _Fd:
-    """An OS file descriptor, closed when the last reference (descriptor, stream) goes."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __del__(self) -> None:
-        with suppress(OSError):
-            os.close(self.fd)
-
-
-class Descriptor:
-    """An open file or directory under the files root (always opened read-only)."""
-
-    __slots__ = ("handle", "is_dir")
-
-    def __init__(self, fd: int) -> None:
-        self.handle = _Fd(fd)
-        self.is_dir = st.S_ISDIR(os.fstat(fd).st_mode)
-
-    @property
-    def fd(self) -> int:
-        return self.handle.fd
-
-    def file(self) -> int:
-        if self.is_dir:
-            raise FsError("bad-descriptor")
-        return self.fd
-
-    def dir(self) -> int:
-        if not self.is_dir:
-            raise FsError("not-directory")
-        return self.fd
-
-
-class DirectoryEntries:
-    """What `read-directory` found: entries (dicts) or per-entry error codes, in order."""
-
-    def __init__(self, entries: list[dict[str, str] | str]) -> None:
-        self.entries = deque(entries)
-
-
-class FileInputStream(InputStream):
-    """`read-via-stream`: reads at a position of its own (pread), `closed` at end of file."""
-
-    def __init__(self, handle: _Fd, offset: int) -> None:
-        self.handle = handle
-        self.pos = offset
-
-    def read(self, n: int) -> bytes:
-        if n == 0:
-            return b""
-        try:
-            data = os.pread(self.handle.fd, min(n, MAX_READ), self.pos)
-        except OSError as e:
-            raise StreamFailed(IoError(str(e), FsError(error_code(e)))) from e
-        except OverflowError as e:
-            raise StreamFailed(IoError(str(e), FsError("invalid"))) from e
-        if not data:
-            raise StreamClosed
-        self.pos += len(data)
-        return data
-
-
-# -- paths -----------------------------------------------------------------------------------
-
-
-@contextmanager
-def resolve(base: int, path: str, follow: bool) -> Iterator[tuple[int, str]]:
-    """The directory (an fd, valid inside the `with`) holding the last component of `path`
-    and that component's name (`.` when the path names a directory itself), resolved under
-    the directory `base` without ever leaving it. `follow`: expand a final symbolic link."""
-    if not path:
-        raise FsError("no-entry")
-    if "\0" in path:
-        raise FsError("invalid")
-    if path.startswith("/"):
-        raise FsError("not-permitted")
-    stack = [base]  # base is the caller's; the others are closed here
-    parts = deque(path.split("/"))
-    links = 0
-    try:
-        while parts:
-            part = parts.popleft()
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if len(stack) == 1:
-                    raise FsError("not-permitted")
-                os.close(stack.pop())
-                continue
-            last = not parts  # "name/" or "name/." must be a directory: walked into below
-            if last and not follow:
-                yield stack[-1], part
-                return
-            mode = os.stat(part, dir_fd=stack[-1], follow_symlinks=False).st_mode
-            if st.S_ISLNK(mode):
-                links += 1
-                if links > MAX_SYMLINKS:
-                    raise FsError("loop")
-                target = os.readlink(part, dir_fd=stack[-1])
-                if not target:
-                    raise FsError("no-entry")
-                if target.startswith("/"):
-                    raise FsError("not-permitted")
-                parts.extendleft(reversed(target.split("/")))
-                continue
-            if last:
-                yield stack[-1], part
-                return
-            stack.append(os.open(part, _WALK, dir_fd=stack[-1]))
-        yield stack[-1], "."
-    finally:
-        for fd in stack[1:]:
-            os.close(fd)
-
-
-def _follow(path_flags: frozenset[str]) -> bool:
-    return "symlink-follow" in path_flags
+FILES_ROOT: Key[str | None] = Key("files")
+"""The host directory the component sees as `/` (None or absent: no files)."""
 
 
 # -- the interfaces --------------------------------------------------------------------------
@@ -401,7 +208,7 @@ def _metadata_hash(s: os.stat_result) -> dict[str, int]:
 
 
 def _stat_at(rep: int, path_flags: frozenset[str], path: str) -> os.stat_result:
-    with resolve(_descriptor(rep).dir(), path, _follow(path_flags)) as (parent, name):
+    with resolve(_descriptor(rep).dir(), path, follow(path_flags)) as (parent, name):
         return os.stat(name, dir_fd=parent, follow_symlinks=False)
 
 
@@ -561,10 +368,10 @@ def _open_at(
         raise FsError("not-permitted")
     if {"file-integrity-sync", "data-integrity-sync", "requested-write-sync"} & flags:
         raise FsError("unsupported")
-    mode = _OPEN | (os.O_DIRECTORY if "directory" in oflags else 0)
-    with resolve(base, path, _follow(path_flags)) as (parent, name):
+    mode = OPEN | (os.O_DIRECTORY if "directory" in oflags else 0)
+    with resolve(base, path, follow(path_flags)) as (parent, name):
         fd = os.open(name, mode, dir_fd=parent)
-    return table().push(Descriptor(fd))  # (if Descriptor fails, its _Fd closes fd)
+    return table().push(Descriptor(fd))  # (if Descriptor fails, its Fd closes fd)
 
 
 @types_iface.func("[method]descriptor.readlink-at", (D, STRING), Result(STRING, ERROR_CODE))
@@ -630,7 +437,7 @@ preopens_iface = Interface("wasi:filesystem/preopens")
 
 @preopens_iface.func("get-directories", (), List(Tuple(Own(DESCRIPTOR), STRING)))
 def _get_directories() -> list[tuple[int, str]]:
-    root = current().capabilities.get(FILES_ROOT)
+    root = current().find(FILES_ROOT)
     if root is None:
         return []
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -1,0 +1,109 @@
+"""wasi:http's `outgoing-handler`, and the outbound-HTTP capability it reads.
+
+`handle` decides, as Spin does, whether the component may send the request (its
+`allowed_outbound_hosts`; a relative request goes to the app's own origin), then hands the
+request to the capability's `send` hook: the transport the outbound-http factor built for
+the app (httpx by default, see `sender`), or whatever an embedder or a test injects.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ...outbound import OutboundPolicy
+from .._abi import Err, Ok, Option, Own, Result
+from .._calls import HostTrap
+from .._iface import Interface
+from .._state import Key, current, table
+from .types import (
+    ERROR_CODE,
+    FUTURE_INCOMING_RESPONSE,
+    OUTGOING_REQUEST,
+    REQUEST_OPTIONS,
+    FutureIncomingResponse,
+    OutboundRequest,
+    OutgoingRequest,
+    RequestOptions,
+    Scheme,
+    SendRequest,
+)
+
+log = logging.getLogger("wasmlet.http")
+
+handler_iface = Interface("wasi:http/outgoing-handler")
+
+
+@dataclass(frozen=True)
+class OutboundHttp:
+    """The outbound-HTTP capability of one component."""
+
+    policy: OutboundPolicy
+    self_origin: str | None  # base URL for relative (`self`) requests; None: refused
+    send: SendRequest  # how allowed requests are sent (the app's transport)
+
+
+OUTBOUND_HTTP: Key[OutboundHttp] = Key("outbound-http")
+
+
+def _scheme_name(scheme: Scheme | None) -> str:
+    """The URL scheme of a request's WIT `scheme` (none: http)."""
+    if scheme == "HTTPS":
+        return "https"
+    if isinstance(scheme, tuple):
+        return scheme[1].lower()
+    return "http"
+
+
+def _seconds(ns: int | None) -> float | None:
+    return ns / 1e9 if ns is not None else None
+
+
+@handler_iface.func(
+    "handle",
+    (Own(OUTGOING_REQUEST), Option(Own(REQUEST_OPTIONS))),
+    Result(Own(FUTURE_INCOMING_RESPONSE), ERROR_CODE),
+)
+def _handle(rep: int, options: int | None) -> object:
+    t = table()
+    req = t.pop(rep)
+    if not isinstance(req, OutgoingRequest):
+        raise HostTrap("unknown outgoing-request handle")
+    opts = t.pop(options) if options is not None else None
+    cap = current().get(OUTBOUND_HTTP)
+    scheme = _scheme_name(req.scheme)
+    if req.authority:
+        base = f"{scheme}://{req.authority}"
+        try:
+            parts = urlsplit(base)
+            host, port = parts.hostname, parts.port
+        except ValueError:  # e.g. "host:port", "[::1": the guest's to fix, not a trap
+            return Err("HTTP-request-URI-invalid")
+    else:
+        host, port = None, None
+        if cap.self_origin is None:
+            return Err("HTTP-request-URI-invalid")
+        base = cap.self_origin
+    if not cap.policy.allows(scheme, host, port):
+        log.info(
+            "outbound request to %s://%s denied by allowed_outbound_hosts",
+            scheme,
+            req.authority or "self",
+        )
+        return Err("HTTP-request-denied")
+    method = req.method if isinstance(req.method, str) else req.method[1]
+    options_ = opts if isinstance(opts, RequestOptions) else RequestOptions()
+    request = OutboundRequest(
+        method=method.upper(),
+        url=base + (req.path_with_query or "/"),
+        headers=list(req.headers.entries),
+        body=req.body.stream.getvalue() if req.body is not None else b"",
+        connect_timeout=_seconds(options_.connect_timeout),
+        first_byte_timeout=_seconds(options_.first_byte_timeout),
+        between_bytes_timeout=_seconds(options_.between_bytes_timeout),
+    )
+    return Ok(t.push(FutureIncomingResponse(cap.send(request))))
+
+
+OUTGOING: Interface = handler_iface
