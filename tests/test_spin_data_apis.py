@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from component_guests import python_app
-from conftest import IN_CI, Server, free_port, run_cli, start_server
+from support.component_guests import python_app
+from support.env import IN_CI, free_port
+from support.server import Server, run_cli, start_server
 
 REDIS = "redis://127.0.0.1:6379/15"
 PG = "host=127.0.0.1 user=postgres dbname=test"

@@ -1,4 +1,4 @@
-"""Address checks shared by the outbound database and messaging factors.
+"""What the outbound database and messaging factors share: address checks and `Failure`.
 
 Spin checks a guest-supplied address against the component's `allowed_outbound_hosts` as a
 URL: the address's own scheme, host and port (the scheme's well-known port when it has none).
@@ -11,6 +11,15 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from ..outbound import OutboundPolicy
+
+
+class Failure(Exception):
+    """A host call failed with `error`, a WIT error value of its interface's error type (or
+    a message the host function turns into one)."""
+
+    def __init__(self, error: object) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class Endpoint(NamedTuple):

@@ -8,21 +8,26 @@ optional `path`, or `type = "redis"` with a `url`). A component may open only th
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import NotSupportedError, RuntimeConfigError
 from ..gate import released
-from ..wasi._abi import (
+from ..runtime_config import StoreConfig
+from ..wasi import (
     BOOL,
     LIST_U8,
     S64,
     STRING,
     Borrow,
     Err,
+    Interface,
+    Key,
     List,
     Ok,
     Option,
@@ -31,11 +36,13 @@ from ..wasi._abi import (
     Result,
     Tuple,
     Variant,
+    current,
+    table,
 )
-from ..wasi._iface import Interface
-from ..wasi._state import current, table
+from ._factor import AppContext, ComponentContext, Factor
 
 DEFAULT = "default"
+DEFAULT_FILE = "sqlite_key_value.db"
 
 
 class Store(Protocol):
@@ -125,36 +132,59 @@ class RedisStore:
 
     def keys(self) -> list[str]:
         with released():
-            return [k.decode() for k in self._client.scan_iter()]  # type: ignore[union-attr]
+            return [bytes(k).decode() for k in self._client.scan_iter()]
 
 
-def open_stores(config: dict[str, Any], state_dir: Path, base: Path) -> dict[str, Store]:
-    """Build the app's stores from `[key_value_store.*]` (plus the implicit `default`)."""
-    stores: dict[str, Store] = {}
+Opener = Callable[[], Store]
+
+
+def store_openers(
+    config: Mapping[str, StoreConfig], state_dir: Path, base: Path
+) -> dict[str, Opener]:
+    """How to open each of the app's stores (`[key_value_store.*]` plus the implicit
+    `default`), checked now; a store is opened when a guest first uses it."""
+    openers: dict[str, Opener] = {}
     for label, spec in config.items():
-        extra = spec.model_extra or {} if hasattr(spec, "model_extra") else dict(spec)
-        kind = spec.type if hasattr(spec, "type") else spec["type"]
-        if kind == "spin":
+        extra = spec.model_extra or {}
+        if spec.type == "spin":
             path = extra.get("path")
-            stores[label] = SqliteStore(base / path if path else None, label)
-        elif kind == "redis":
+            file = base / str(path) if path else None
+            openers[label] = functools.partial(SqliteStore, file, label)
+        elif spec.type == "redis":
             if "url" not in extra:
                 raise RuntimeConfigError(f"key_value_store.{label}: type redis needs a url")
-            stores[label] = RedisStore(str(extra["url"]))
+            openers[label] = functools.partial(RedisStore, str(extra["url"]))
         else:
             raise NotSupportedError(
-                f"key_value_store.{label}: store type {kind!r} is not supported (spin, redis)"
+                f"key_value_store.{label}: store type {spec.type!r} is not supported (spin, redis)"
             )
-    if DEFAULT not in stores:
-        stores[DEFAULT] = SqliteStore(state_dir / "sqlite_key_value.db", DEFAULT)
-    return stores
+    if DEFAULT not in openers:
+        openers[DEFAULT] = functools.partial(SqliteStore, state_dir / DEFAULT_FILE, DEFAULT)
+    return openers
+
+
+class AppStores:
+    """The app's stores, each opened when a guest first opens it (an app that never uses
+    key-value gets no database file)."""
+
+    def __init__(self, openers: dict[str, Opener]) -> None:
+        self._openers = openers
+        self._stores: dict[str, Store] = {}
+        self._lock = threading.Lock()
+
+    def get(self, label: str) -> Store | None:
+        with self._lock:
+            store = self._stores.get(label)
+            if store is None and label in self._openers:
+                store = self._stores[label] = self._openers[label]()
+            return store
 
 
 @dataclass(frozen=True)
 class KeyValue:
     """The key-value capability of one component."""
 
-    stores: dict[str, Store]
+    stores: AppStores
     allowed: frozenset[str]
 
     def open(self, label: str) -> Store | str:
@@ -164,8 +194,11 @@ class KeyValue:
         return store if store is not None else "no-such-store"
 
 
+KEY: Key[KeyValue] = Key("key-value")
+
+
 def _kv() -> KeyValue:
-    return current().capability("key_value")  # type: ignore[no-any-return]
+    return current().get(KEY)
 
 
 def _store(rep: int) -> Store:
@@ -235,6 +268,11 @@ WASI_ERROR = Variant(("no-such-store", None), ("access-denied", None), ("other",
 KEY_RESPONSE = Record(("keys", List(STRING)), ("cursor", Option(STRING)))
 
 
+def _each(op: Callable[..., None], calls: list[tuple[Any, ...]]) -> None:
+    for args in calls:
+        op(*args)
+
+
 def _wguard(fn: Any) -> Any:
     try:
         return Ok(fn())
@@ -297,13 +335,13 @@ def _get_many(rep: int, keys: list[str]) -> object:
 )
 def _set_many(rep: int, items: list[tuple[str, bytes]]) -> object:
     store = _store(rep)
-    return _wguard(lambda: [store.set(k, v) for k, v in items] and None)
+    return _wguard(lambda: _each(store.set, items))
 
 
 @wasi_batch.func("delete-many", (Borrow(BUCKET), List(STRING)), Result(None, WASI_ERROR))
 def _delete_many(rep: int, keys: list[str]) -> object:
     store = _store(rep)
-    return _wguard(lambda: [store.delete(k) for k in keys] and None)
+    return _wguard(lambda: _each(store.delete, [(k,) for k in keys]))
 
 
 wasi_atomics = Interface(f"wasi:keyvalue/atomics@{VERSION}")
@@ -358,4 +396,24 @@ def _swap(rep: int, value: bytes) -> object:
     return Ok()
 
 
-INTERFACES = [spin_kv, wasi_store, wasi_batch, wasi_atomics]
+class KeyValueFactor(Factor[AppStores, KeyValue]):
+    key = KEY
+    interfaces = (spin_kv, wasi_store, wasi_batch, wasi_atomics)
+
+    def configure_app(self, ctx: AppContext) -> AppStores:
+        stores = ctx.runtime_config.key_value_store
+        defined = {DEFAULT, *stores}
+        for c in ctx.app.components:
+            for label in c.metadata.get("key_value_stores", []):
+                if label not in defined:
+                    raise RuntimeConfigError(
+                        f"component {c.id!r} uses key-value store {label!r}, which is not "
+                        f"defined: add [key_value_store.{label}] to the runtime config"
+                    )
+        return AppStores(store_openers(stores, ctx.state_dir, ctx.config_base))
+
+    def prepare(self, state: AppStores, ctx: ComponentContext) -> KeyValue:
+        return KeyValue(state, frozenset(ctx.metadata_list("key_value_stores")))
+
+
+FACTOR = KeyValueFactor()

@@ -9,26 +9,18 @@ closed when the guest drops it or the instance ends. Every command failure is
 
 `execute` sends any command and returns its reply flattened as Spin does: nil, simple strings
 (`status`), integers (`int64`) and bulk strings (`binary`); nested arrays are flattened in order.
-redis-py's own reply parser cannot tell a simple string from a bulk one, so replies are read
-with a small RESP2 parser that keeps that distinction.
+The client (redis-py, with a RESP2 parser that keeps simple strings apart from bulk ones) is
+`_redis_client.py`, imported when a guest first opens a connection.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import redis
-from redis._parsers import _RESP2Parser
-from redis.connection import parse_url
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, RedisError, ResponseError
-from redis.utils import SENTINEL
-
 from ..outbound import OutboundPolicy
-from ..wasi._abi import (
+from ..wasi import (
     LIST_U8,
     S64,
     STRING,
@@ -36,62 +28,22 @@ from ..wasi._abi import (
     Borrow,
     Err,
     HostTrap,
+    Interface,
+    Key,
     List,
     Ok,
     Option,
     Own,
     Result,
     Variant,
+    current,
+    table,
 )
-from ..wasi._iface import Interface
-from ..wasi._state import current, table
-from ._outbound import address_allowed
+from ._factor import ComponentContext, StatelessFactor
+from ._outbound import Failure, address_allowed
 
-CONNECT_TIMEOUT = 10.0
-COMMAND_TIMEOUT = 60.0
-
-
-class Status(str):
-    """A simple-string reply (`+OK`), as opposed to a bulk string."""
-
-
-class _TypedParser(_RESP2Parser):
-    """RESP2 replies as Python values, simple strings as `Status`, nothing decoded."""
-
-    def _read_response(self, disable_decoding: bool = False, timeout: Any = SENTINEL) -> Any:
-        raw = self._buffer.readline(timeout=timeout)
-        if not raw:
-            raise RedisConnectionError("Connection closed by server.")
-        kind, rest = raw[:1], raw[1:]
-        if kind == b"+":
-            return Status(rest.decode("utf-8", "replace"))
-        if kind == b"-":
-            text = rest.decode("utf-8", "replace")
-            error = self.parse_error(text)
-            if isinstance(error, RedisConnectionError):
-                raise error
-            return ResponseError(text)
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            return None if rest == b"-1" else self._buffer.read(int(rest), timeout=timeout)
-        if kind == b"*":
-            if rest == b"-1":
-                return None
-            return [self._read_response(timeout=timeout) for _ in range(int(rest))]
-        raise InvalidResponse(f"Protocol Error: {raw!r}")
-
-
-class _Client:
-    """A guest's open connection."""
-
-    def __init__(self, conn: redis.Connection) -> None:
-        self.conn = conn
-        weakref.finalize(self, conn.disconnect)
-
-    def call(self, *args: str | bytes | int) -> Any:
-        self.conn.send_command(*args)
-        return self.conn.read_response()
+if TYPE_CHECKING:
+    from ._redis_client import Client
 
 
 @dataclass(frozen=True)
@@ -100,42 +52,31 @@ class OutboundRedis:
 
     policy: OutboundPolicy
 
-    def open(self, address: str) -> _Client | object:
-        """A connected client, or the WIT error to return."""
+    def open(self, address: str) -> Client:
+        """A connected client; raises Failure with the WIT error."""
         scheme = urlsplit(address).scheme.lower()
         if scheme not in ("redis", "rediss") or not address_allowed(self.policy, address, "redis"):
-            return "invalid-address"  # (`unix://` sockets name no host to allow)
-        try:
-            options = parse_url(address)
-            connection_class = options.pop("connection_class", redis.Connection)
-            options.update(  # RESP2 always: the parser speaks only that
-                protocol=2,
-                parser_class=_TypedParser,
-                socket_connect_timeout=CONNECT_TIMEOUT,
-                socket_timeout=COMMAND_TIMEOUT,
-            )
-            conn = connection_class(**options)
-        except (ValueError, TypeError):
-            return "invalid-address"
-        try:
-            conn.connect()
-        except RedisError as e:
-            return ("other", str(e))
-        return _Client(conn)
+            raise Failure("invalid-address")  # (`unix://` sockets name no host to allow)
+        from ._redis_client import connect  # loads redis-py on first use
+
+        return connect(address)
 
 
-def _redis() -> OutboundRedis:
-    return current().capability("outbound_redis")  # type: ignore[no-any-return]
+KEY: Key[OutboundRedis] = Key("outbound-redis")
 
 
-def _client(rep: int) -> _Client:
-    return table().get(rep, _Client)
+def _client(rep: int) -> Client:
+    from ._redis_client import Client
+
+    return table().get(rep, Client)
 
 
 def _guard(fn: Any) -> object:
     try:
         return Ok(fn())
-    except (RedisError, UnicodeDecodeError, ValueError, HostTrap) as e:
+    except Failure as e:
+        return Err(("other", str(e.error)))
+    except (UnicodeDecodeError, ValueError, HostTrap) as e:
         return Err(("other", str(e)))
 
 
@@ -143,29 +84,11 @@ def _unit(_reply: object) -> None:
     return None
 
 
-def _flatten(reply: Any, out: list[object]) -> list[object]:
-    """A reply as Spin's `list<redis-result>`."""
-    if isinstance(reply, list):
-        for item in reply:
-            _flatten(item, out)
-    elif isinstance(reply, ResponseError):
-        raise reply
-    elif reply is None:
-        out.append("nil")
-    elif isinstance(reply, Status):
-        out.append(("status", str(reply)))
-    elif isinstance(reply, int):
-        out.append(("int64", reply))
-    else:
-        out.append(("binary", bytes(reply)))
-    return out
-
-
 def _open(address: str) -> object:
-    opened = _redis().open(address)
-    if isinstance(opened, _Client):
-        return Ok(table().push(opened))
-    return Err(opened)
+    try:
+        return Ok(table().push(current().get(KEY).open(address)))
+    except Failure as e:
+        return Err(e.error)
 
 
 def _publish(rep: int, channel: str, payload: bytes) -> object:
@@ -202,7 +125,7 @@ def _srem(rep: int, key: str, values: list[str]) -> object:
 
 def _execute(rep: int, command: str, arguments: list[tuple[str, Any]]) -> object:
     args = [payload for _tag, payload in arguments]  # int64 → int, binary → bytes
-    return _guard(lambda: _flatten(_client(rep).call(command, *args), []))
+    return _guard(lambda: _client(rep).flat(command, *args))
 
 
 ERROR = Variant(
@@ -236,4 +159,13 @@ spin_redis.func(
     Result(List(REDIS_RESULT), ERROR),
 )(_execute)
 
-INTERFACES = [spin_redis]
+
+class OutboundRedisFactor(StatelessFactor[OutboundRedis]):
+    key = KEY
+    interfaces = (spin_redis,)
+
+    def prepare(self, state: None, ctx: ComponentContext) -> OutboundRedis:
+        return OutboundRedis(ctx.policy)
+
+
+FACTOR = OutboundRedisFactor()

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotSupportedError, RuntimeConfigError
-from ..wasi._abi import (
+from ..runtime_config import StoreConfig
+from ..wasi import (
     F64,
     LIST_U8,
     S64,
@@ -30,15 +31,18 @@ from ..wasi._abi import (
     Borrow,
     Err,
     HostTrap,
+    Interface,
+    Key,
     List,
     Ok,
     Own,
     Record,
     Result,
     Variant,
+    current,
+    table,
 )
-from ..wasi._iface import Interface
-from ..wasi._state import current, table
+from ._factor import AppContext, ComponentContext, Factor
 
 DEFAULT = "default"
 DEFAULT_FILE = "sqlite_db.db"
@@ -71,7 +75,9 @@ def _spin_database(label: str, extra: dict[str, Any], base: Path) -> Database:
     return Database(base / str(extra["path"]))
 
 
-def open_databases(config: Mapping[str, Any], state_dir: Path, base: Path) -> dict[str, Database]:
+def open_databases(
+    config: Mapping[str, StoreConfig], state_dir: Path, base: Path
+) -> dict[str, Database]:
     """The app's databases from `[sqlite_database.*]`, plus the implicit `default`."""
     databases: dict[str, Database] = {}
     for label, spec in config.items():
@@ -145,8 +151,11 @@ def _param(value: object) -> object:
     return None if value == "null" else value[1]  # type: ignore[index]
 
 
+KEY: Key[Sqlite] = Key("sqlite")
+
+
 def _sqlite() -> Sqlite:
-    return current().capability("sqlite")  # type: ignore[no-any-return]
+    return current().get(KEY)
 
 
 def _lookup(rep: int) -> _Connection | None:
@@ -213,7 +222,28 @@ def _interface(name: str, *, v3: bool) -> Interface:
     return iface
 
 
-INTERFACES = [
-    _interface("fermyon:spin/sqlite@2.0.0", v3=False),
-    _interface("spin:sqlite/sqlite@3.0.0", v3=True),
-]
+class SqliteFactor(Factor[dict[str, Database], Sqlite]):
+    key = KEY
+    interfaces = (
+        _interface("fermyon:spin/sqlite@2.0.0", v3=False),
+        _interface("spin:sqlite/sqlite@3.0.0", v3=True),
+    )
+
+    def configure_app(self, ctx: AppContext) -> dict[str, Database]:
+        databases = open_databases(
+            ctx.runtime_config.sqlite_database, ctx.state_dir, ctx.config_base
+        )
+        for c in ctx.app.components:
+            for label in c.metadata.get("databases", []):
+                if label not in databases:
+                    raise RuntimeConfigError(
+                        f"component {c.id!r} uses SQLite database {label!r}, which is not "
+                        f"defined: add [sqlite_database.{label}] to the runtime config"
+                    )
+        return databases
+
+    def prepare(self, state: dict[str, Database], ctx: ComponentContext) -> Sqlite:
+        return Sqlite(state, frozenset(ctx.metadata_list("databases")))
+
+
+FACTOR = SqliteFactor()

@@ -12,9 +12,8 @@ from ..variables import (
     VariableProviderError,
     VariableResolver,
 )
-from ..wasi._abi import STRING, Err, List, Ok, Option, Result, Tuple, Variant
-from ..wasi._iface import Interface
-from ..wasi._state import current
+from ..wasi import STRING, Err, Interface, Key, List, Ok, Option, Result, Tuple, Variant, current
+from ._factor import AppContext, ComponentContext, Factor
 
 
 @dataclass(frozen=True)
@@ -28,8 +27,11 @@ class Variables:
         return self.resolver.get(self.component_id, name)
 
 
+KEY: Key[Variables] = Key("variables")
+
+
 def _vars() -> Variables:
-    return current().capability("variables")  # type: ignore[no-any-return]
+    return current().get(KEY)
 
 
 ERROR = Variant(
@@ -78,4 +80,15 @@ def _config_get_all() -> object:
         return Err(("upstream", str(e)))
 
 
-INTERFACES = [spin_v2, spin_v3, config_store]
+class VariablesFactor(Factor[VariableResolver, Variables]):
+    key = KEY
+    interfaces = (spin_v2, spin_v3, config_store)
+
+    def configure_app(self, ctx: AppContext) -> VariableResolver:
+        return ctx.variables
+
+    def prepare(self, state: VariableResolver, ctx: ComponentContext) -> Variables:
+        return Variables(state, ctx.id)
+
+
+FACTOR = VariablesFactor()

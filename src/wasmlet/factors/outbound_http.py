@@ -1,0 +1,61 @@
+"""Outbound HTTP: wasi:http's `outgoing-handler` under `allowed_outbound_hosts`.
+
+The app state is the app's transport: how its components' allowed requests are sent (by
+default an `HttpxSender`: one httpx client and its threads per app, made on the first
+request), and the app's own origin, where a relative request (Spin's `self`) goes. Each
+component's `OutboundHttp` pairs its `allowed_outbound_hosts` with that transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..wasi.http import (
+    OUTBOUND_HTTP,
+    OUTGOING_INTERFACES,
+    HttpxSender,
+    OutboundHttp,
+    SendRequest,
+)
+from ._factor import AppContext, ComponentContext, Factor
+
+
+class Transport(SendRequest, Protocol):
+    """A `SendRequest` the app owns: closed when the app stops."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class OutboundHttpApp:
+    """The factor's app state."""
+
+    self_origin: str | None  # the app's own base URL; None: relative requests are refused
+    transport: Transport
+
+    def close(self) -> None:
+        """Release the app's client and threads (once no guest of the app runs)."""
+        self.transport.close()
+
+
+class OutboundHttpFactor(Factor[OutboundHttpApp, OutboundHttp]):
+    key = OUTBOUND_HTTP
+    interfaces = tuple(OUTGOING_INTERFACES)
+
+    def __init__(self, transport: Callable[[], Transport] = HttpxSender) -> None:
+        self.transport = transport  # makes each app's transport (tests inject their own)
+
+    def configure_app(self, ctx: AppContext) -> OutboundHttpApp:
+        return OutboundHttpApp(ctx.self_origin, self.transport())
+
+    def prepare(self, state: OutboundHttpApp, ctx: ComponentContext) -> OutboundHttp:
+        return OutboundHttp(ctx.policy, state.self_origin, state.transport)
+
+    def close_app(self, state: OutboundHttpApp) -> None:
+        """The app has stopped: close its transport (called by `AppFactors.close`)."""
+        state.close()
+
+
+FACTOR = OutboundHttpFactor()
