@@ -38,28 +38,33 @@ def write_app(directory: Path, component: Path) -> Path:
 
 
 def in_process(component: Path, requests: int) -> dict[str, float]:
-    from wasmlet.engine import EngineSettings, WasmEngine
+    from wasmlet.engine import EngineSettings
+    from wasmlet.executors import CollectedResponse, HttpRequest, http_executor
     from wasmlet.loader import load_app
-    from wasmlet.runtime import AppRuntime
+    from wasmlet.running import AppOptions, build_app
     from wasmlet.trigger.http.router import RoutePattern
-    from wasmlet.trigger.http.types import HttpRequest
 
     with tempfile.TemporaryDirectory() as tmp:
         app = load_app(write_app(Path(tmp) / "app", component))
-        engine = WasmEngine(EngineSettings(cache_dir=Path(tmp) / "cache"))
-        engine.start()
-        executor = AppRuntime(app, engine, Path(tmp) / "state").http_executor("c", "bench")
+        opts = AppOptions(
+            state_dir=Path(tmp) / "state", engine=EngineSettings(cache_dir=Path(tmp) / "cache")
+        )
+        running = build_app(app, opts)
+        running.start()
+        executor = http_executor(running.runtime, "bench", "c", {})
         match = RoutePattern.parse("/...").match("/")
         assert match is not None
         request = HttpRequest("GET", "/", "", [("host", "localhost:3000")], b"", ("127.0.0.1", 1))
         for _ in range(200):
-            assert executor.handle(request, match).status == 200
+            sink = CollectedResponse()
+            executor.handle(request, match, sink)
+            assert sink.response is not None and sink.response.status == 200
         samples = []
         for _ in range(requests):
             t0 = time.perf_counter()
-            executor.handle(request, match)
+            executor.handle(request, match, CollectedResponse())
             samples.append(time.perf_counter() - t0)
-        engine.close()
+        running.close()
     return percentiles(samples)
 
 

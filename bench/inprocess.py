@@ -19,11 +19,11 @@ from pathlib import Path
 from _common import percentiles
 
 from wasmlet.engine import EngineSettings, WasmEngine
+from wasmlet.executors import CollectedResponse, HttpRequest
 from wasmlet.executors._wasi_command import WasiCommand
 from wasmlet.executors.wagi import WagiExecutor
 from wasmlet.locked import file_digest
 from wasmlet.trigger.http.router import RoutePattern
-from wasmlet.trigger.http.types import HttpRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def main() -> None:
         env = [(b"REQUEST_METHOD", b"GET"), (b"PATH_INFO", b"/hello")]
 
         for _ in range(200):  # warm up
-            executor.handle(request, match)
+            executor.handle(request, match, CollectedResponse())
 
         raw: list[float] = []
         for _ in range(args.requests):
@@ -67,9 +67,10 @@ def main() -> None:
         full: list[float] = []
         for _ in range(args.requests):
             t0 = time.perf_counter()
-            resp = executor.handle(request, match)
+            sink = CollectedResponse()
+            executor.handle(request, match, sink)
             full.append(time.perf_counter() - t0)
-        assert resp.status == 200, resp
+        assert sink.response is not None and sink.response.status == 200, sink.response
         engine.close()
 
     shown = args.module.relative_to(ROOT) if args.module.is_relative_to(ROOT) else args.module

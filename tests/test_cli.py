@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_app
+from support.server import run_cli, write_app
 
-from wasmlet.trigger.http.server import ServeOptions, parse_listen
+from wasmlet.running import AppOptions
+from wasmlet.trigger.http.server import parse_listen
 
 APP = """
 spin_manifest_version = 2
@@ -188,9 +189,9 @@ def test_parse_listen(addr: str, parsed: tuple[str, int]) -> None:
 @pytest.mark.parametrize(("cores", "threads"), [(1, 8), (2, 8), (4, 16), (64, 32)])
 def test_default_threads(monkeypatch: pytest.MonkeyPatch, cores: int, threads: int) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: cores)
-    assert ServeOptions().thread_count == threads
-    assert ServeOptions(threads=3).thread_count == 3
-    assert ServeOptions().max_running == 1
+    assert AppOptions().thread_count == threads
+    assert AppOptions(threads=3).thread_count == 3
+    assert AppOptions().max_running == 1
 
 
 def test_runtime_config_unknown_key(tmp_path: Path) -> None:

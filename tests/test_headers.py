@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from wasmlet.trigger.http.headers import forwarded_headers, spin_headers
+from wasmlet.executors.headers import forwarded_headers, spin_headers
+from wasmlet.executors.types import HttpRequest
 from wasmlet.trigger.http.router import RoutePattern
-from wasmlet.trigger.http.types import HttpRequest
 
 
 def request(path: str, query: str = "", host: str | None = "example.com:3000") -> HttpRequest:

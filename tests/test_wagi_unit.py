@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wasmlet.executors._wasi_command import RunOutcome
+from wasmlet.executors.types import HttpRequest, RouteMatch
 from wasmlet.executors.wagi import (
     MISSING_HEADERS_BODY,
     WagiError,
@@ -13,8 +14,7 @@ from wasmlet.executors.wagi import (
     build_env,
     parse_cgi_output,
 )
-from wasmlet.trigger.http.router import RouteMatch, RoutePattern
-from wasmlet.trigger.http.types import HttpRequest
+from wasmlet.trigger.http.router import RoutePattern
 
 
 def req(

@@ -9,13 +9,20 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from . import __version__
-from .engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings, default_cache_dir, parse_size
-from .errors import NotSupportedError, WasmletError
+from .argtypes import key_value_arg, positive_int, seconds, size
+from .dirs import default_cache_dir
+from .engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings
+from .errors import WasmletError
+from .kube import cli as kube_cli
+from .locked import LockedApp
+from .logs import configure_logging
+from .oci import cli as oci_cli
+from .shim import cli as shim_cli
 
 log = logging.getLogger("wasmlet")
 
@@ -32,46 +39,6 @@ environment:
   SPIN_VARIABLE_<NAME>       value of application variable <name>
   WASMLET_CACHE_DIR          where compiled modules are cached (default ~/.cache/wasmlet)
 """
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-
-
-def key_value_arg(text: str) -> tuple[str, str]:
-    """An argparse type for `KEY=VALUE` (the value may contain `=`)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text.removesuffix("s"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("the timeout cannot be negative")
-    return value
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except WasmletError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,14 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="worker processes sharing the port (default: 1)",
     )
     up.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=0,
         metavar="N",
         help="requests in progress per worker, running or waiting for I/O "
@@ -132,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--max-running",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="guests running at once per worker; the others wait their turn, at most 50 ms "
@@ -172,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--request-timeout",
-        type=_seconds,
+        type=seconds,
         default=DEFAULT_REQUEST_TIMEOUT,
         metavar="SECONDS",
         help="stop a request's guest after this long and answer 500; 0 = never "
@@ -180,14 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--max-instance-memory",
-        type=_size,
+        type=size,
         default=os.environ.get("SPIN_MAX_INSTANCE_MEMORY"),
         metavar="SIZE",
         help="linear memory limit per instance, e.g. 64Mi (default: unlimited)",
     )
     up.add_argument(
         "--max-body-size",
-        type=_size,
+        type=size,
         default="100Mi",
         metavar="SIZE",
         help="largest request body accepted; larger gets 413 (default: 100Mi)",
@@ -260,47 +227,27 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
     lock.set_defaults(func=cmd_lock)
 
-    for register in _plugin_registrars():
-        register(sub)
+    # Sub-command groups that live with their subsystem: `registry`, `kube`, `node`.
+    for subsystem in (oci_cli, kube_cli, shim_cli):
+        subsystem.register(sub)
     return parser
-
-
-def _plugin_registrars() -> list[Callable[[Any], None]]:
-    """Sub-command groups that live with their subsystem (`registry`, `kube`, `node`, …):
-    each such module has `register(subparsers)`; a module not present yet is skipped."""
-    import importlib
-
-    found = []
-    for name in ("wasmlet.oci.cli", "wasmlet.kube.cli", "wasmlet.shim.cli"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name is not None and name.startswith(e.name):
-                continue  # the subsystem does not exist (yet)
-            raise
-        found.append(module.register)
-    return found
 
 
 # -- commands ------------------------------------------------------------------------------
 
 
-def _load(app_arg: str, insecure: bool = False):  # type: ignore[no-untyped-def]
-    """Load a locked app from spin.toml / a directory / a locked .json; also its home dir."""
+def _load(app_arg: str, insecure: bool = False) -> tuple[LockedApp, Path]:
+    """Load a locked app from spin.toml / a directory / a locked .json / an OCI reference;
+    also its home directory."""
     from .loader import load_app
-    from .locked import LockedApp
 
     path = Path(app_arg)
     if path.suffix == ".json" and path.is_file():
         return LockedApp.read(path), path.resolve().parent
     if not path.exists():
         if _looks_like_reference(app_arg):
-            try:
-                from .oci import pull_app  # type: ignore[attr-defined]
-            except ModuleNotFoundError:
-                raise NotSupportedError(
-                    f"{app_arg}: running apps from OCI registries is not supported yet"
-                ) from None
+            from .oci import pull_app
+
             return pull_app(app_arg, insecure=insecure)
         raise WasmletError(f"{app_arg}: no such file or directory")
     app = load_app(path)
@@ -317,6 +264,7 @@ def _looks_like_reference(text: str) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from .running import AppOptions
     from .runtime_config import apply_cli_overrides, load_runtime_config
     from .trigger.http.server import ServeOptions, serve
 
@@ -328,27 +276,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     ]
     app = apply_cli_overrides(app, env=dict(args.env), retain=retain)
     state_dir = args.state_dir or rc.state_dir or home / ".spin"
-    memory = args.max_instance_memory
-    if isinstance(memory, str):  # from SPIN_MAX_INSTANCE_MEMORY
-        memory = _size(memory)
+    memory = args.max_instance_memory  # bytes: argparse applies `size` to the env default too
     opts = ServeOptions(
         listen=args.listen,
         workers=args.workers,
-        threads=args.threads,
-        max_running=args.max_running,
-        max_body=args.max_body_size
-        if isinstance(args.max_body_size, int)
-        else parse_size(args.max_body_size),
-        state_dir=state_dir,
-        engine=EngineSettings(
-            request_timeout=args.request_timeout,
-            max_instance_memory=memory if memory is not None else rc.max_instance_memory,
-            cache_dir=None if args.no_cache else args.cache_dir,
-        ),
         log_level=args.log_level,
-        runtime_config=rc,
-        variables=dict(args.variable),
-        home=home,
+        app=AppOptions(
+            state_dir=state_dir,
+            engine=EngineSettings(
+                request_timeout=args.request_timeout,
+                max_instance_memory=memory if memory is not None else rc.max_instance_memory,
+                cache_dir=None if args.no_cache else args.cache_dir,
+            ),
+            runtime_config=rc,
+            variables=dict(args.variable),
+            home=home,
+            threads=args.threads,
+            max_running=args.max_running,
+            max_body=args.max_body_size,
+        ),
     )
     serve(app, opts)
     return 0

@@ -1,9 +1,11 @@
-"""An app made ready to run: its components compiled and their files laid out.
+"""An app made ready to run: its components compiled, their files laid out, their factors
+prepared.
 
 `AppRuntime` turns a `LockedApp` into what executors need, once per process: a compiled
-module per component (through the engine's compile cache) and a read-only directory per
+module per component (through the engine's compile cache), a read-only directory per
 component holding its `files`, materialised under the state directory by content hash so
-that restarts and worker processes share it.
+that restarts and worker processes share it, and each component's share of the app's
+factors (the host capabilities it imports).
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import wasmtime
 import wasmtime.component
 
 from .engine import WasmEngine
-from .errors import EngineError, LockError, NotSupportedError
-from .factors import AppFactors
+from .errors import EngineError, LockError
+from .factors import AppFactors, ComponentFactors
 from .locked import ContentPath, LockedApp, LockedComponent, read_content, url_to_path
 
 log = logging.getLogger("wasmlet.runtime")
@@ -40,31 +41,49 @@ def wasm_kind(data: bytes) -> str:
 
 @dataclass
 class PreparedComponent:
-    component: LockedComponent
-    kind: str  # "module" | "component"
+    locked: LockedComponent
     module: wasmtime.Module | None  # a core module (Wagi), or
-    wasm_component: wasmtime.component.Component | None  # a component (wasi:http, Spin)
+    component: wasmtime.component.Component | None  # a component (wasi:http, Spin)
     files_root: Path | None
+    factors: ComponentFactors  # what its imports use (none for a core module)
+
+    @property
+    def id(self) -> str:
+        return self.locked.id
+
+    def require_module(self) -> wasmtime.Module:
+        if self.module is None:
+            raise EngineError(
+                f"component {self.id!r} is a Wasm component, but the Wagi executor "
+                'runs WASI preview1 command modules; drop `executor = { type = "wagi" }` '
+                "to run it with the component executor"
+            )
+        return self.module
+
+    def require_component(self) -> wasmtime.component.Component:
+        if self.component is None:
+            raise EngineError(
+                f"component {self.id!r} is a core module; core modules run with "
+                'executor = { type = "wagi" }'
+            )
+        return self.component
 
 
 class AppRuntime:
-    """A locked app bound to an engine and a state directory."""
+    """A locked app bound to an engine, a state directory and its configured factors."""
 
     def __init__(
-        self,
-        app: LockedApp,
-        engine: WasmEngine,
-        state_dir: Path,
-        factors: AppFactors | None = None,
+        self, app: LockedApp, engine: WasmEngine, state_dir: Path, factors: AppFactors
     ) -> None:
         self.app = app
         self.engine = engine
         self.state_dir = state_dir
-        self.factors = factors or AppFactors(app, state_dir)
+        self.factors = factors
         self._prepared: dict[str, PreparedComponent] = {}
 
     def prepare(self, component_id: str) -> PreparedComponent:
-        """Compile (or load from cache) a component and lay out its files; memoised."""
+        """Compile (or load from cache) a component, lay out its files, prepare its
+        factors; memoised."""
         if component_id not in self._prepared:
             self._prepared[component_id] = self._prepare(self.app.component(component_id))
         return self._prepared[component_id]
@@ -76,72 +95,20 @@ class AppRuntime:
         if kind == "unknown":
             raise LockError(f"{what}: source is not a WebAssembly binary")
         digest = component.source.digest or "sha256:" + hashlib.sha256(wasm).hexdigest()
-        module = comp = None
+        files_root = self._materialize_files(component) if component.files else None
         if kind == "module":
             module = self.engine.load_module(wasm, digest, name=what)
-        else:
-            comp = self.engine.load_component(wasm, digest, name=what)
-        files_root = self._materialize_files(component) if component.files else None
-        return PreparedComponent(component, kind, module, comp, files_root)
+            return PreparedComponent(component, module, None, files_root, ComponentFactors([], {}))
+        comp = self.engine.load_component(wasm, digest, name=what)
+        imports = comp.type.imports(self.engine.engine)
+        factors = self.factors.prepare(component, imports, files_root)
+        return PreparedComponent(component, None, comp, files_root, factors)
 
-    def http_executor(self, component_id: str, trigger_id: str) -> Any:
-        """The executor for a Spin/wasi:http trigger, chosen by what the component exports."""
-        from .executors.spin_inbound import SpinInboundHttpExecutor
-        from .executors.wasi_http import INBOUND_HTTP, WasiHttpExecutor, handler_exports
-
-        prepared = self.prepare(component_id)
-        comp = prepared.wasm_component
-        if comp is None:
-            raise NotSupportedError(
-                f"trigger {trigger_id!r}: component {component_id!r} is a core module; "
-                'core modules run with executor = { type = "wagi" }'
-            )
-        exports = list(comp.type.exports(self.engine.engine))
-        handlers = handler_exports(exports)
-        if not handlers:
-            raise EngineError(
-                f"component {component_id!r} exports no HTTP handler (expected "
-                "wasi:http/incoming-handler@0.2.x or fermyon:spin/inbound-http)"
-            )
-        if len(handlers) > 1:
-            raise EngineError(
-                f"component {component_id!r} exports more than one HTTP handler: "
-                + ", ".join(handlers)
-            )
-        export = handlers[0]
-        executor_class: type[WasiHttpExecutor] | type[SpinInboundHttpExecutor]
-        if export.startswith("wasi:http/incoming-handler@"):
-            executor_class = WasiHttpExecutor
-        elif export == INBOUND_HTTP:
-            executor_class = SpinInboundHttpExecutor
-        else:
-            raise NotSupportedError(
-                f"component {component_id!r}: the {export} handler is not supported yet"
-            )
-        return executor_class(
-            self.engine,
-            comp,
-            component_id,
-            export,
-            prepared.component.env,
-            prepared.files_root,
-            lambda: self.capabilities(component_id),
-            self.factors.enable(comp.type.imports(self.engine.engine)),
-        )
-
-    def capabilities(self, component_id: str) -> dict[str, Any]:
-        """Per-instance capability state for one component (policy decided per app)."""
-        return self.factors.instance(component_id)
-
-    def require_module(self, component_id: str) -> PreparedComponent:
-        prepared = self.prepare(component_id)
-        if prepared.module is None:
-            raise EngineError(
-                f"component {component_id!r} is a Wasm component, but the Wagi executor "
-                'runs WASI preview1 command modules; drop `executor = { type = "wagi" }` '
-                "to run it with the component executor"
-            )
-        return prepared
+    def exports(self, prepared: PreparedComponent) -> list[str]:
+        """The names a component exports (empty for a core module)."""
+        if prepared.component is None:
+            return []
+        return list(prepared.component.type.exports(self.engine.engine))
 
     # -- files --------------------------------------------------------------------------
     def _materialize_files(self, component: LockedComponent) -> Path:

@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import logging
 
-import wasmtime
-
-from ..trigger.http.headers import forwarded_headers, spin_headers
-from ..trigger.http.router import RouteMatch
-from ..trigger.http.types import HttpRequest, HttpResponse
-from ..wasi._abi import (
-    LIST_U8,
-    STRING,
-    U16,
-    Enum,
-    GuestError,
-    HostTrap,
-    List,
-    Option,
-    Record,
-    Tuple,
-    call_func,
-)
-from ..wasi._state import active
-from .wasi_http import ComponentExecutor
+from ..engine import WasmEngine
+from ..runtime import PreparedComponent
+from ..wasi import LIST_U8, STRING, U16, Enum, List, Option, Record, Tuple
+from ._component import ComponentHandler
+from .headers import forwarded_headers, spin_headers
+from .types import HttpRequest, HttpResponse, ResponseSink, RouteMatch
 
 log = logging.getLogger("wasmlet.spin_inbound")
 
+INBOUND_HTTP = "fermyon:spin/inbound-http"
 METHODS = ("get", "post", "put", "delete", "patch", "head", "options")
 PAIRS = List(Tuple(STRING, STRING))
 REQUEST = Record(
@@ -40,31 +27,33 @@ REQUEST = Record(
 RESPONSE = Record(("status", U16), ("headers", Option(PAIRS)), ("body", Option(LIST_U8)))
 
 
-class SpinInboundHttpExecutor(ComponentExecutor):
-    entry = "handle-request"
+class SpinInboundHttpExecutor:
+    """Serves requests with a component's `handle-request`, one instance per request."""
 
-    def handle(self, request: HttpRequest, match: RouteMatch) -> HttpResponse:
+    streaming = False  # the request and the response are single values
+
+    def __init__(self, engine: WasmEngine, prepared: PreparedComponent, export: str) -> None:
+        self.component = ComponentHandler(engine, prepared, export, "handle-request")
+        self.component_id = prepared.id
+
+    def handle(self, request: HttpRequest, match: RouteMatch, sink: ResponseSink) -> None:
+        sink.respond(self._respond(request, match))
+
+    def _respond(self, request: HttpRequest, match: RouteMatch) -> HttpResponse:
         method = request.method.lower()
         if method not in METHODS:
             return HttpResponse(405)
-        headers = forwarded_headers(request) + spin_headers(request, match)
         req = {
             "method": method,
             "uri": request.path_and_query,
-            "headers": headers,
+            "headers": forwarded_headers(request) + spin_headers(request, match),
             "params": [],
             "body": request.body,
         }
-        store, clock_base = self._store()
-        with active(self._state(clock_base)):
-            try:
-                instance = self.linker.instantiate(store, self.component)
-                func = instance.get_func(store, self.handle_index)
-                assert func is not None
-                resp = call_func(store._context(), func._func, [(REQUEST, req)], RESPONSE)
-            except (GuestError, wasmtime.WasmtimeError, HostTrap) as e:
-                self._log_failure(e)
-                return HttpResponse(500)
+        outcome = self.component.call(lambda _table: [(REQUEST, req)], RESPONSE)
+        if outcome.failure is not None:
+            return HttpResponse(500)
+        resp = outcome.value
         status = resp["status"]
         if not 100 <= status <= 600:
             log.error("component %s returned invalid status %d", self.component_id, status)

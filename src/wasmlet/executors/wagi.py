@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl, unquote
 
-from ..trigger.http.headers import client_addr, forwarded_headers, full_url
-from ..trigger.http.router import RouteMatch
-from ..trigger.http.types import HttpRequest, HttpResponse
 from ._wasi_command import RunOutcome, WasiCommand
+from .headers import client_addr, forwarded_headers, full_url
+from .types import HttpRequest, HttpResponse, ResponseSink, RouteMatch
 
 log = logging.getLogger("wasmlet.wagi")
 
@@ -39,7 +38,7 @@ def build_argv(request: HttpRequest, match: RouteMatch, template: str = DEFAULT_
     if template.strip() == DEFAULT_ARGV:
         return [request.path, *args]
     # An explicit (older Wagi) template: substitute, then split on whitespace.
-    script = match.pattern.component_route or "/"
+    script = match.component_route or "/"
     out: list[str] = []
     for word in template.split():
         if word == "${ARGS}":
@@ -78,7 +77,7 @@ def build_env(
             "REMOTE_HOST": client_ip,
             "REMOTE_USER": "",
             "REQUEST_METHOD": request.method,
-            "SCRIPT_NAME": match.pattern.component_route,
+            "SCRIPT_NAME": match.component_route,
             "X_RAW_PATH_INFO": match.path_info,
             "PATH_TRANSLATED": unquote(match.path_info),
             "SERVER_NAME": server_name,
@@ -95,9 +94,9 @@ def build_env(
         {
             "X_FULL_URL": full_url(request),
             "PATH_INFO": match.path_info,
-            "X_MATCHED_ROUTE": match.pattern.raw,
-            "X_COMPONENT_ROUTE": match.pattern.component_route,
-            "X_RAW_COMPONENT_ROUTE": match.pattern.raw,
+            "X_MATCHED_ROUTE": match.route,
+            "X_COMPONENT_ROUTE": match.component_route,
+            "X_RAW_COMPONENT_ROUTE": match.route,
             "X_BASE_PATH": "/",
             "X_CLIENT_ADDR": client_addr(request),
         }
@@ -154,6 +153,8 @@ def _split_head(stdout: bytes) -> tuple[bytes, bytes, bytes]:
 class WagiExecutor:
     """Serves requests with a WASI command module, one fresh instance per request."""
 
+    streaming = False  # CGI: the whole body on stdin, the whole response from stdout
+
     def __init__(
         self,
         command: WasiCommand,
@@ -166,7 +167,7 @@ class WagiExecutor:
         self.environment = environment
         self.argv_template = argv_template
 
-    def handle(self, request: HttpRequest, match: RouteMatch) -> HttpResponse:
+    def handle(self, request: HttpRequest, match: RouteMatch, sink: ResponseSink) -> None:
         argv = build_argv(request, match, self.argv_template)
         env = build_env(request, match, self.environment)
         outcome = self.command.run(
@@ -175,7 +176,7 @@ class WagiExecutor:
             request.body,
         )
         self._log_stderr(outcome)
-        return self.to_response(outcome)
+        sink.respond(self.to_response(outcome))
 
     def to_response(self, outcome: RunOutcome) -> HttpResponse:
         cid = self.component_id

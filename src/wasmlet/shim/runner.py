@@ -23,11 +23,15 @@ import os
 import socket
 import struct
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import linux
 from .runnerconfig import GO_FD, READY_FD, RUNTIME_CONFIG, Bind, RunnerConfig
+
+if TYPE_CHECKING:
+    from ..locked import LockedApp
+    from ..trigger.http.server import ServeOptions
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -77,29 +81,25 @@ def bind_into(rootfs: Path, bind: Bind) -> None:
         print(f"wasmlet: cannot mount {bind.source} at {bind.destination}: {e}", file=sys.stderr)
 
 
-def prepare(config: RunnerConfig):  # type: ignore[no-untyped-def]
-    """Load the app and compile it; returns what `serve` needs."""
-    from ..cli import configure_logging
-    from ..engine import EngineSettings, WasmEngine, parse_size
-    from ..factors import AppFactors, make_resolver
-    from ..runtime import AppRuntime
+def prepare(config: RunnerConfig) -> tuple[LockedApp, ServeOptions]:
+    """Load the app and build it once (compiles every component, checks variables and
+    runtime config); returns what `serve` needs."""
+    from ..engine import EngineSettings, parse_size
+    from ..logs import configure_logging
+    from ..running import AppOptions, build_app
     from ..runtime_config import load_runtime_config
-    from ..trigger.http.app import HttpTrigger
     from ..trigger.http.server import ServeOptions, parse_listen
+    from .appload import load
 
     configure_logging(os.environ.get("WASMLET_LOG_LEVEL", "info"))
     parse_listen(config.listen)  # a bad address fails before anything else
-    from .appload import load
-
     home = Path(config.work)
     app = load(config)
     rc_file = Path(config.rootfs) / RUNTIME_CONFIG
     rc = load_runtime_config(rc_file if rc_file.is_file() else None, home)
     memory = os.environ.get("SPIN_MAX_INSTANCE_MEMORY")
-    state_dir = rc.state_dir or home / "state"
-    opts = ServeOptions(
-        listen=config.listen,
-        state_dir=state_dir,
+    app_opts = AppOptions(
+        state_dir=rc.state_dir or home / "state",
         engine=EngineSettings(
             max_instance_memory=parse_size(memory) if memory else rc.max_instance_memory,
             cache_dir=Path(config.cache_dir),
@@ -107,19 +107,8 @@ def prepare(config: RunnerConfig):  # type: ignore[no-untyped-def]
         runtime_config=rc,
         home=home,
     )
-    resolver = make_resolver(app, rc, home)
-    resolver.resolve_app()  # a missing required variable fails here, as in Spin
-    engine = WasmEngine(opts.engine)
-    pool = ThreadPoolExecutor(1)
-    try:
-        runtime = AppRuntime(app, engine, state_dir, AppFactors(app, state_dir, rc, resolver))
-        for component in app.components:
-            runtime.prepare(component.id)  # compiles, or loads the precompiled artifact
-        HttpTrigger(runtime, pool)  # every route's executor, as `serve` will build them
-    finally:
-        pool.shutdown()
-        engine.close()
-    return app, opts
+    build_app(app, app_opts).close()  # every route's executor, as `serve` will build them
+    return app, ServeOptions(listen=config.listen, app=app_opts)
 
 
 def _report(ok: bool, error: str = "") -> None:

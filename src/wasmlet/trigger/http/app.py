@@ -1,7 +1,7 @@
 """The HTTP trigger as an ASGI application: route, run the component off the event loop, reply.
 
-It knows nothing about any executor's ABI: each route maps to an `HttpExecutor` (or a static
-response), built once at startup from the locked app.
+It knows nothing about any executor's ABI: each route maps to an `HttpExecutor` (chosen by
+`executors.http_executor`) or a static response, built once at startup from the locked app.
 """
 
 from __future__ import annotations
@@ -14,16 +14,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ManifestError
-from ...executors._wasi_command import WasiCommand
-from ...executors.wagi import DEFAULT_ARGV, WagiExecutor
+from ...executors import (
+    CollectedResponse,
+    HttpExecutor,
+    HttpRequest,
+    HttpResponse,
+    RouteMatch,
+    http_executor,
+)
 from ...gate import RunGate, running
 from ...locked import LockedApp, LockedTrigger
 from ...runtime import AppRuntime
 from .protocol import REQUEST_TRAILERS, RESPONSE_TRAILERS, accepts_trailers
 from .router import Router
 from .streaming import RequestBodyReader, ResponseChannel
-from .types import HttpExecutor, HttpRequest, HttpResponse
 
 log = logging.getLogger("wasmlet.http")
 
@@ -99,7 +103,7 @@ def route_infos(app: LockedApp) -> list[RouteInfo]:
     return infos
 
 
-def build_executor(runtime: AppRuntime, trigger: LockedTrigger) -> Handler:
+def build_handler(runtime: AppRuntime, trigger: LockedTrigger) -> Handler:
     """Turn one `[[trigger.http]]` into its handler."""
     config = trigger.trigger_config
     static = config.get("static_response")
@@ -109,23 +113,8 @@ def build_executor(runtime: AppRuntime, trigger: LockedTrigger) -> Handler:
             [(str(k), str(v)) for k, v in (static.get("headers") or {}).items()],
             str(static.get("body", "")).encode(),
         )
-    component_id = config["component"]
     executor = config.get("executor") or {"type": "http"}
-    kind = executor.get("type", "http")
-    if kind == "wagi":
-        prepared = runtime.require_module(component_id)
-        assert prepared.module is not None
-        command = WasiCommand(
-            runtime.engine, prepared.module, f"component {component_id!r}", prepared.files_root
-        )
-        return WagiExecutor(
-            command, component_id, prepared.component.env, executor.get("argv") or DEFAULT_ARGV
-        )
-    if kind in ("http", "spin"):
-        return runtime.http_executor(component_id, trigger.id)
-    raise ManifestError(
-        "spin.toml", f"trigger {trigger.id}.executor.type", f"unknown executor {kind!r}"
-    )
+    return http_executor(runtime, trigger.id, config["component"], executor)
 
 
 def _trailers_accepted(scope: Scope) -> bool:
@@ -149,7 +138,6 @@ class HttpTrigger:
         runtime: AppRuntime,
         pool: ThreadPoolExecutor,
         max_body: int = DEFAULT_MAX_BODY,
-        oci_image_digest: str | None = None,
         gate: RunGate | None = None,
     ) -> None:
         self.app = runtime.app
@@ -160,14 +148,12 @@ class HttpTrigger:
         self.router: Router[Handler] = Router()
         for trigger in self.app.triggers_of("http"):
             route = trigger.trigger_config.get("route")
-            handler = build_executor(runtime, trigger)
+            handler = build_handler(runtime, trigger)
             if isinstance(route, str):  # private routes are not routable
                 self.router.add(route, handler)
         info: dict[str, Any] = {"name": self.app.name}
         if self.app.version is not None:
             info["version"] = self.app.version
-        if oci_image_digest:
-            info["oci_image_digest"] = oci_image_digest
         self._info = json.dumps(info).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -200,7 +186,7 @@ class HttpTrigger:
             return HttpResponse(404)
         match, handler = found
 
-        streaming = getattr(handler, "streaming", False)
+        streaming = not isinstance(handler, StaticResponse) and handler.streaming
         read = await self._read_body(scope, receive, whole=not streaming)
         if read is None:
             return HttpResponse(413, [("content-type", "text/plain")], b"request body too large\n")
@@ -233,12 +219,21 @@ class HttpTrigger:
             log.exception("error handling %s %s", request.method, path)
             return HttpResponse(500)
 
-    def _run(self, handler: HttpExecutor, request: HttpRequest, match: Any) -> HttpResponse:
+    def _run(self, handler: HttpExecutor, request: HttpRequest, match: RouteMatch) -> HttpResponse:
+        sink = CollectedResponse()
         with running(self.gate):
-            return handler.handle(request, match)
+            handler.handle(request, match, sink)
+        if sink.response is None:
+            raise RuntimeError("the executor produced no response")
+        return sink.response
 
     async def _stream(
-        self, handler: Any, request: HttpRequest, match: Any, send: Send, trailers_ok: bool
+        self,
+        handler: HttpExecutor,
+        request: HttpRequest,
+        match: RouteMatch,
+        send: Send,
+        trailers_ok: bool,
     ) -> None:
         """Run a streaming executor and send its response as the worker produces it."""
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ they are dropped, as a proxy that de-chunks the message would do.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import (
@@ -36,7 +37,7 @@ _FRAMING = frozenset(
 )
 
 
-def accepts_trailers(headers: list[tuple[bytes, bytes]]) -> bool:
+def accepts_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a request's `TE` header lists `trailers`."""
     for name, value in headers:
         if name.lower() == b"te":
@@ -53,7 +54,8 @@ class TrailerProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._trailers: list[tuple[bytes, bytes]] = []
         self._in_trailers = False
-        self.scope["extensions"] = {REQUEST_TRAILERS: self._trailers, RESPONSE_TRAILERS: {}}
+        extensions: dict[str, Any] = {REQUEST_TRAILERS: self._trailers, RESPONSE_TRAILERS: {}}
+        self.scope["extensions"] = extensions
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_trailers:

@@ -8,9 +8,12 @@ beats a wildcard and the longest wildcard prefix wins. Routing uses the raw path
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from ...executors.types import RouteMatch
 
 log = logging.getLogger("wasmlet.router")
 
@@ -45,7 +48,7 @@ class RoutePattern:
             parts = parts[:-1]
         return cls(raw, tuple(parts), wildcard)
 
-    @property
+    @functools.cached_property
     def component_route(self) -> str:
         """The route without its `/...` suffix (`spin-component-route`, `SCRIPT_NAME`)."""
         return "/" + "/".join(self.segments) if self.segments else ("" if self.wildcard else "/")
@@ -74,14 +77,7 @@ class RoutePattern:
                 return None
         prefix = "".join("/" + p for p in parts[:n])
         path_info = path[len(prefix) :] if self.wildcard else ""
-        return RouteMatch(self, tuple(params), path_info)
-
-
-@dataclass(frozen=True)
-class RouteMatch:
-    pattern: RoutePattern
-    params: tuple[tuple[str, str], ...]
-    path_info: str  # the wildcard tail: "" for exact routes, "/x" for "/foo/x"
+        return RouteMatch(self.raw, self.component_route, tuple(params), path_info)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -18,21 +19,16 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
 import uvicorn
 
-from ...engine import EngineSettings, WasmEngine
 from ...errors import WasmletError
-from ...factors import AppFactors, make_resolver
-from ...gate import RunGate
 from ...locked import LockedApp
-from ...runtime import AppRuntime
-from ...runtime_config import RuntimeConfig
-from .app import DEFAULT_MAX_BODY, HttpTrigger, route_infos
+from ...logs import configure_logging
+from ...running import AppOptions, RunningApp, build_app
+from .app import route_infos
 from .protocol import TrailerProtocol
 from .router import RoutePattern
 
@@ -46,23 +42,8 @@ _FAST_FAIL = 2.0  # seconds
 class ServeOptions:
     listen: str = DEFAULT_LISTEN
     workers: int = 1
-    threads: int = 0  # requests in progress per worker; 0 = automatic
-    max_running: int = 1  # guests running at once per worker (the others wait: gate.py)
-    max_body: int = DEFAULT_MAX_BODY
-    state_dir: Path = field(default_factory=lambda: Path(".spin"))
-    engine: EngineSettings = field(default_factory=EngineSettings)
     log_level: str = "info"
-    runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
-    variables: dict[str, str] = field(default_factory=dict)  # --variable overrides
-    home: Path = field(default_factory=Path.cwd)  # the app's directory (for .env)
-
-    @property
-    def thread_count(self) -> int:
-        # Only `max_running` of them run a guest at a time (gate.py); the others are guests
-        # waiting for I/O or for their turn, which cost little. At most 32: each holds an
-        # instance, and a component's instance can take several of the pooling allocator's
-        # 256 core-instance slots.
-        return self.threads or min(32, max(8, 4 * (os.cpu_count() or 1)))
+    app: AppOptions = field(default_factory=AppOptions)
 
 
 def parse_listen(addr: str) -> tuple[str, int]:
@@ -113,17 +94,6 @@ def print_routes(app: LockedApp, url: str, out: TextIO) -> None:
     out.flush()
 
 
-def _build_trigger(app: LockedApp, opts: ServeOptions) -> tuple[WasmEngine, HttpTrigger]:
-    resolver = make_resolver(app, opts.runtime_config, opts.home, opts.variables)
-    resolver.resolve_app()  # a missing required variable fails at startup, as in Spin
-    factors = AppFactors(app, opts.state_dir, opts.runtime_config, resolver)
-    engine = WasmEngine(opts.engine)
-    runtime = AppRuntime(app, engine, opts.state_dir, factors)
-    pool = ThreadPoolExecutor(opts.thread_count, thread_name_prefix="wasmlet-wasm")
-    gate = RunGate(opts.max_running)
-    return engine, HttpTrigger(runtime, pool, opts.max_body, gate=gate)
-
-
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process dies of
     the signal; wasmlet has drained its requests by then and exits with status 0 instead."""
@@ -135,19 +105,17 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def _run_uvicorn(
-    trigger: HttpTrigger, engine: WasmEngine, sock: socket.socket, opts: ServeOptions
-) -> None:
-    engine.start()
-    grace = opts.engine.request_timeout + 5 if opts.engine.request_timeout > 0 else None
+def _run_uvicorn(running: RunningApp, sock: socket.socket, opts: ServeOptions) -> None:
+    running.start()
+    timeout = opts.app.engine.request_timeout
     config = uvicorn.Config(
-        trigger,
+        running.trigger,
         lifespan="off",
         http=TrailerProtocol,  # uvicorn's httptools protocol plus trailer fields
         log_config=None,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=grace,
+        timeout_graceful_shutdown=math.ceil(timeout + 5) if timeout > 0 else None,
         server_header=False,
         date_header=True,
         proxy_headers=False,  # wasmlet sees the client as connected; no X-Forwarded-* rewriting
@@ -156,33 +124,30 @@ def _run_uvicorn(
     try:
         server.run(sockets=[sock])
     finally:
-        trigger.pool.shutdown(wait=True, cancel_futures=False)
-        engine.close()
+        running.close()
 
 
 def _worker_main(app_json: str, opts: ServeOptions, sock: socket.socket) -> None:
-    from ...cli import configure_logging
-
     configure_logging(opts.log_level)
     app = LockedApp.from_json(app_json)
-    engine, trigger = _build_trigger(app, opts)
-    trigger.runtime.factors.self_origin = base_url(sock)
-    _run_uvicorn(trigger, engine, sock, opts)
+    _run_uvicorn(build_app(app, opts.app, base_url(sock)), sock, opts)
 
 
 def serve(app: LockedApp, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
     """Serve until SIGTERM/SIGINT. Raises WasmletError for startup problems."""
-    # Build once in this process first: errors surface before binding, and the compile
-    # cache is warm for the workers.
-    engine, trigger = _build_trigger(app, opts)
     sock = bind(opts.listen)
-    trigger.runtime.factors.self_origin = base_url(sock)
+    try:
+        # Built in this process first, also with workers: errors surface before anything
+        # is served, and the compile cache is warm for the workers.
+        running = build_app(app, opts.app, base_url(sock))
+    except BaseException:
+        sock.close()
+        raise
     print_routes(app, base_url(sock), out)
     if opts.workers <= 1:
-        _run_uvicorn(trigger, engine, sock, opts)
+        _run_uvicorn(running, sock, opts)
         return
-    trigger.pool.shutdown()
-    engine.close()
+    running.close()
     _supervise(app, opts, sock)
 
 

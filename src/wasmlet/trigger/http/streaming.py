@@ -21,8 +21,8 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ...executors import HttpResponse
 from ...gate import released
-from .types import HttpResponse
 
 Event = tuple[Any, ...]
 

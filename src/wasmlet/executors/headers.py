@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .router import RouteMatch
-from .types import HttpRequest
+from .types import HttpRequest, RouteMatch
 
 
 def full_url(request: HttpRequest) -> str:
@@ -21,14 +20,13 @@ def param_header_suffix(name: str) -> str:
 
 
 def spin_headers(request: HttpRequest, match: RouteMatch) -> list[tuple[str, str]]:
-    pattern = match.pattern
     headers = [
         ("spin-full-url", full_url(request)),
         ("spin-path-info", match.path_info),
-        ("spin-matched-route", pattern.raw),
+        ("spin-matched-route", match.route),
         ("spin-base-path", "/"),
-        ("spin-raw-component-route", pattern.raw),
-        ("spin-component-route", pattern.component_route),
+        ("spin-raw-component-route", match.route),
+        ("spin-component-route", match.component_route),
         ("spin-client-addr", client_addr(request)),
     ]
     headers += [(f"spin-path-match-{param_header_suffix(k)}", v) for k, v in match.params]

@@ -1,0 +1,117 @@
+"""One builder from a locked app plus options to a running app, for every way wasmlet runs
+one: `wasmlet up` and each of its `--workers`, the containerd shim's runner, and anything
+later (a multi-app host).
+
+Building resolves the app's variables (a missing required one fails here, as in Spin),
+configures every factor (bad runtime config fails here), compiles the components (through
+the compile cache) and builds the HTTP trigger with an executor per route.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .engine import EngineSettings, WasmEngine
+from .factors import AppContext, configure
+from .gate import RunGate
+from .locked import LockedApp
+from .runtime import AppRuntime
+from .runtime_config import RuntimeConfig, variable_providers
+from .trigger.http.app import DEFAULT_MAX_BODY, HttpTrigger
+from .variables import VariableResolver
+
+
+@dataclass
+class AppOptions:
+    """How to run one app (from the CLI, a runtime config, a pod's environment)."""
+
+    state_dir: Path = field(default_factory=lambda: Path(".spin"))
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
+    variables: dict[str, str] = field(default_factory=dict)  # --variable overrides
+    home: Path = field(default_factory=Path.cwd)  # the app's directory (for .env)
+    threads: int = 0  # requests in progress per worker; 0 = automatic
+    max_running: int = 1  # guests running at once per worker (the others wait: gate.py)
+    max_body: int = DEFAULT_MAX_BODY
+
+    @property
+    def thread_count(self) -> int:
+        # Only `max_running` of them run a guest at a time (gate.py); the others are guests
+        # waiting for I/O or for their turn, which cost little. At most 32: each holds an
+        # instance, and a component's instance can take several of the pooling allocator's
+        # 256 core-instance slots.
+        return self.threads or min(32, max(8, 4 * (os.cpu_count() or 1)))
+
+
+@dataclass
+class RunningApp:
+    """An app ready to serve: its engine, compiled runtime and HTTP trigger."""
+
+    app: LockedApp
+    engine: WasmEngine
+    runtime: AppRuntime
+    trigger: HttpTrigger
+    owns_engine: bool = True
+
+    def start(self) -> None:
+        """Start the engine's deadline ticker (call once requests will run)."""
+        self.engine.start()
+
+    def close(self) -> None:
+        """Wait for requests in flight; release the factors' app state (outbound clients and
+        their threads); stop the engine if this app made it."""
+        self.trigger.pool.shutdown(wait=True, cancel_futures=False)
+        self.runtime.factors.close()
+        if self.owns_engine:
+            self.engine.close()
+
+
+def make_resolver(
+    app: LockedApp,
+    config: RuntimeConfig,
+    home: Path,
+    overrides: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> VariableResolver:
+    """The app's variables: overrides, the runtime config's providers, the environment
+    (`SPIN_VARIABLE_*`, then `home/.env`), defaults."""
+    env = dict(os.environ) if environ is None else dict(environ)
+    return VariableResolver(
+        app,
+        overrides=dict(overrides or {}),
+        providers=variable_providers(config, env, config.base_dir or home),
+        environ=env,
+        dotenv_path=home / ".env",
+    )
+
+
+def build_app(
+    app: LockedApp,
+    opts: AppOptions,
+    self_origin: str | None = None,
+    engine: WasmEngine | None = None,
+) -> RunningApp:
+    """Build `app` to run with `opts`. `self_origin` is the app's own base URL (for relative
+    outbound requests); `engine` shares one engine between apps (default: a new one).
+    Raises a `WasmletError` naming what is wrong."""
+    resolver = make_resolver(app, opts.runtime_config, opts.home, opts.variables)
+    resolver.resolve_app()  # a missing required variable fails at startup, as in Spin
+    ctx = AppContext(app, opts.state_dir, opts.runtime_config, resolver, self_origin)
+    factors = configure(ctx)
+    owns_engine = engine is None
+    engine = engine or WasmEngine(opts.engine)
+    pool = ThreadPoolExecutor(opts.thread_count, thread_name_prefix="wasmlet-wasm")
+    try:
+        runtime = AppRuntime(app, engine, opts.state_dir, factors)
+        trigger = HttpTrigger(runtime, pool, opts.max_body, gate=RunGate(opts.max_running))
+    except BaseException:
+        pool.shutdown()
+        factors.close()
+        if owns_engine:
+            engine.close()
+        raise
+    return RunningApp(app, engine, runtime, trigger, owns_engine)
