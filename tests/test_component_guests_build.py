@@ -22,7 +22,7 @@ from types import ModuleType
 import httpx
 import pytest
 import wasmtime
-from component_guests import (
+from support.component_guests import (
     ComponentSpec,
     build_components,
     component,
@@ -31,7 +31,7 @@ from component_guests import (
     python_app,
     require_toolchain,
 )
-from conftest import ROOT, free_port
+from support.env import ROOT, free_port
 from wasmtime import component as wc
 
 BUILD_SCRIPT = ROOT / "guests" / "build_components.py"

@@ -86,9 +86,14 @@ def test_nested_waits_give_back_exactly_one_slot() -> None:
     assert gate.acquire() is False  # one slot, not two
 
 
-def test_no_gate_means_no_waiting() -> None:
+def test_no_gate_means_no_waiting_and_no_slot_given_away() -> None:
+    gate = RunGate(1, patience=0.05)
+    assert gate.acquire()  # held by this thread, but not as a running guest
+    t0 = time.monotonic()
     with running(None), released():
-        pass
+        assert gate.acquire() is False  # released() gave nothing away …
+    assert time.monotonic() - t0 < 0.5  # … and nothing waited for a slot but that acquire
+    assert gate.waiting == 0
 
 
 def test_a_gate_needs_a_slot() -> None:

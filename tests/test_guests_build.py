@@ -19,7 +19,7 @@ from types import ModuleType
 
 import pytest
 import wasmtime
-from conftest import IN_CI, ROOT, TESTBED, WAGI
+from support.env import IN_CI, ROOT, TESTBED, WAGI
 
 from wasmlet.build import build_app
 from wasmlet.errors import WasmletError

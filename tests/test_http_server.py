@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, parse_env_dump, start_server, write_app
+from support.server import Server, parse_env_dump, start_server, write_app
 
 APP = """
 spin_manifest_version = 2
@@ -367,7 +367,8 @@ def test_workers_share_the_port(tmp_path: Path, server_factory) -> None:  # type
 
 
 def test_listen_address_from_environment(tmp_path: Path) -> None:
-    from conftest import free_port, run_cli
+    from support.env import free_port
+    from support.server import run_cli
 
     app = write_app(tmp_path / "app", HELLO_APP)
     port = free_port()

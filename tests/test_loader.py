@@ -154,6 +154,27 @@ def test_remote_source_is_downloaded_and_verified(tmp_path: Path) -> None:
     assert load_app(app_root, cache_dir=cache).components[0].source == locked
 
 
+def test_remote_source_default_cache_honours_wasmlet_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, {"remote/r.wasm": WASM})
+    app_root = tmp_path / "app"
+    app_root.mkdir()
+    remote = (tmp_path / "remote" / "r.wasm").as_uri()
+    write(
+        app_root,
+        {
+            "spin.toml": _single_component_manifest(
+                f'source = {{ url = "{remote}", digest = "{sha(WASM)}" }}'
+            )
+        },
+    )
+    monkeypatch.setenv("WASMLET_CACHE_DIR", str(tmp_path / "wasmlet-cache"))
+    locked = load_app(app_root).components[0].source
+    assert locked.source is not None
+    assert locked.source.startswith((tmp_path / "wasmlet-cache" / "wasm").as_uri())
+
+
 def test_remote_source_digest_mismatch(tmp_path: Path) -> None:
     write(tmp_path, {"r.wasm": WASM})
     wrong = "sha256:" + "0" * 64

@@ -26,6 +26,7 @@ from wasmlet.manifest import (
     RegistrySource,
     RemoteSource,
     StaticResponse,
+    TemplateError,
     Trigger,
     convert_allowed_http_hosts,
     load_manifest,
@@ -34,7 +35,6 @@ from wasmlet.manifest import (
     parse_template,
     unknown_variables,
 )
-from wasmlet.manifest._templates import TemplateError
 from wasmlet.outbound import OutboundPolicy
 
 DIGEST = "sha256:" + "ab" * 32

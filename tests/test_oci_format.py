@@ -15,8 +15,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import TESTBED, run_cli, write_app
 from fixtures.oci.apps import BIG, BLOB, SMALL, make_app
+from support.env import TESTBED
+from support.server import run_cli, write_app
 
 from wasmlet.errors import LockError, NotSupportedError
 from wasmlet.loader import load_app

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import HELLO, TESTBED, free_port, require_tool, run_cli, write_app
 from fixtures.oci.apps import BIG, BLOB, SMALL, make_app
 from fixtures.oci.registry import (
     REGISTRY_BIN,
@@ -27,6 +26,8 @@ from fixtures.oci.registry import (
     self_signed_tls,
     start_registry,
 )
+from support.env import HELLO, TESTBED, free_port, require_tool
+from support.server import run_cli, write_app
 
 from wasmlet.loader import load_app
 from wasmlet.locked import read_content

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from component_guests import js_app, python_app
-from conftest import IN_CI, Server, free_port
+from support.component_guests import js_app, python_app
+from support.env import IN_CI, free_port
+from support.server import Server
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_key_value_label_not_granted_is_access_denied(app_server) -> None:  # ty
 
 
 def test_undefined_store_label_is_a_startup_error(tmp_path: Path) -> None:
-    from conftest import run_cli
+    from support.server import run_cli
 
     app = python_app(tmp_path / "app", key_value_stores=["default", "nowhere"])
     r = run_cli("up", "-f", str(app), "--listen", "127.0.0.1:0")

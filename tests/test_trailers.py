@@ -16,7 +16,8 @@ from pathlib import Path
 
 import h11
 import pytest
-from conftest import FIXTURES, Server, start_server, write_app
+from support.env import FIXTURES
+from support.server import Server, start_server, write_app
 
 COMPONENTS = FIXTURES / "components"
 

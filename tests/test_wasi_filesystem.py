@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from component_guests import ComponentSpec, write_manifest
-from conftest import Server, start_server
+from support.component_guests import ComponentSpec, write_manifest
+from support.server import Server, start_server
 from wasmtime import _ffi as ffi
 
 from wasmlet.wasi._abi import VAL

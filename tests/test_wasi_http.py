@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import FIXTURES, Server, run_cli, start_server, write_app
+from support.env import FIXTURES
+from support.server import Server, run_cli, start_server, write_app
 
 COMPONENTS = FIXTURES / "components"
 

@@ -15,17 +15,22 @@ import signal
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, Server, free_port, start_server, write_app
+from support.env import FIXTURES, free_port
+from support.server import Server, start_server, write_app
 
 from wasmlet.outbound import OutboundPolicy
+from wasmlet.wasi import io as wasi_io
 from wasmlet.wasi import sockets
 from wasmlet.wasi._abi import Err, Ok
 from wasmlet.wasi._state import InstanceState, active, table
 from wasmlet.wasi.io import InputStream, IoError, OutputStream, Pollable, StreamClosed, wait_any
+from wasmlet.wasi.sockets.tcp import TcpSocket
+from wasmlet.wasi.sockets.types import SocketError
 
 COMPONENT = FIXTURES / "components" / "tcp-client.wasm"
 
@@ -247,6 +252,17 @@ def _call(name: str, *args: object) -> object:
     raise KeyError(name)
 
 
+def _drop(resource: str, rep: int) -> None:
+    """Drop `rep` as the guest does: through the resource's destructor (e.g. `tcp-socket`)."""
+    for iface in (*wasi_io.INTERFACES, *sockets.INTERFACES):
+        if resource in iface.resources:
+            on_drop = iface.resources[resource][1]
+            assert on_drop is not None
+            on_drop(rep)
+            return
+    raise KeyError(resource)
+
+
 def _addr(ip: str, port: int) -> object:
     parsed = ipaddress.ip_address(ip)
     if parsed.version == 4:
@@ -258,7 +274,7 @@ def _addr(ip: str, port: int) -> object:
 @pytest.fixture
 def state() -> Iterator[InstanceState]:
     policy = OutboundPolicy.parse(["tcp://127.0.0.1:*", "tcp://[::1]:*"])
-    caps = {sockets.CAPABILITY: sockets.OutboundSockets(policy)}
+    caps = {sockets.OUTBOUND_SOCKETS: sockets.OutboundSockets(policy)}
     with active(InstanceState("test", caps, time.monotonic() + 5)) as s:
         yield s
 
@@ -270,7 +286,10 @@ def _connected(family: str, ip: str, port: int) -> tuple[int, int, int, int]:
     assert isinstance(sock, Ok)
     assert _call("[method]tcp-socket.start-connect", sock.value, net, _addr(ip, port)) == Ok()
     while True:
-        wait_any([table().get(_call("[method]tcp-socket.subscribe", sock.value), Pollable)])
+        pollable = _call("[method]tcp-socket.subscribe", sock.value)
+        assert isinstance(pollable, int)
+        wait_any([table().get(pollable, Pollable)])
+        _drop("pollable", pollable)  # as a guest does
         result = _call("[method]tcp-socket.finish-connect", sock.value)
         if result != Err("would-block"):
             break
@@ -397,13 +416,45 @@ def test_name_lookup_of_literals_and_bad_names(state: InstanceState) -> None:
 
 def test_socket_closes_when_the_instance_ends(state: InstanceState, echo: EchoServer) -> None:
     sock, _, _, _ = _connected("ipv4", "127.0.0.1", echo.port)
-    conn = table().get(sock, sockets.TcpSocket).conn
+    conn = table().get(sock, TcpSocket).conn
     assert conn.sock.fileno() >= 0
     state.end()  # what happens when the instance ends
     assert conn.fd == -1 and conn.sock.fileno() == -1  # closed, not left to the collector
 
 
+def test_socket_closes_when_the_guest_drops_it(state: InstanceState) -> None:
+    """Dropping the socket and its streams closes the connection at once (the peer sees the
+    end), not only when the instance ends."""
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                while chunk := conn.recv(65536):
+                    received.append(chunk)
+                received.append(b"<eof>")
+        done.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        sock, rin, rout, _ = _connected("ipv4", "127.0.0.1", server.getsockname()[1])
+        conn = weakref.ref(table().get(sock, TcpSocket).conn)
+        table().get(rout, OutputStream).write(b"bye")
+        _drop("output-stream", rout)
+        _drop("input-stream", rin)
+        _drop("tcp-socket", sock)
+        assert conn() is None  # nothing keeps the connection open
+        assert done.wait(5)
+        assert b"".join(received) == b"bye<eof>"  # written first, then closed
+    finally:
+        server.close()
+
+
 def test_network_error_code(state: InstanceState) -> None:
-    rep = table().push(IoError("reset", sockets.SocketError("connection-reset")))
+    rep = table().push(IoError("reset", SocketError("connection-reset")))
     assert _call("network-error-code", rep) == "connection-reset"
     assert _call("network-error-code", table().push(IoError("other"))) is None

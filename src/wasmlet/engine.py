@@ -18,11 +18,13 @@ import threading
 from dataclasses import dataclass, field
 from importlib.metadata import version as dist_version
 from pathlib import Path
+from typing import TypeVar
 
 import wasmtime
 import wasmtime.component
 from wasmtime import _ffi as ffi
 
+from .dirs import default_cache_dir
 from .errors import EngineError, WasmletError
 
 log = logging.getLogger("wasmlet.engine")
@@ -30,6 +32,9 @@ log = logging.getLogger("wasmlet.engine")
 EPOCH_TICK_SECONDS = 0.01
 DEFAULT_REQUEST_TIMEOUT = 30.0
 WASMTIME_VERSION = dist_version("wasmtime")
+
+# What the compile cache holds: core modules (Wagi) and components.
+Compiled = TypeVar("Compiled", wasmtime.Module, wasmtime.component.Component)
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(?:i?b?)\s*$", re.IGNORECASE)
@@ -41,14 +46,6 @@ def parse_size(text: str) -> int:
     if m is None:
         raise WasmletError(f"invalid size {text!r}: use bytes or a suffix such as 64Mi or 1Gi")
     return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("WASMLET_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "wasmlet"
 
 
 @dataclass(frozen=True)
@@ -140,15 +137,15 @@ class WasmEngine:
     # -- modules and the compile cache ---------------------------------------------------
     def load_module(self, wasm: bytes, digest: str, name: str = "module") -> wasmtime.Module:
         """Compile a core module (whose sha256 is `digest`), or load it from the cache."""
-        return self._load(wasmtime.Module, wasm, digest, name)  # type: ignore[return-value]
+        return self._load(wasmtime.Module, wasm, digest, name)
 
     def load_component(
         self, wasm: bytes, digest: str, name: str = "component"
     ) -> wasmtime.component.Component:
         """Compile a component, or load it from the cache."""
-        return self._load(wasmtime.component.Component, wasm, digest, name)  # type: ignore[return-value]
+        return self._load(wasmtime.component.Component, wasm, digest, name)
 
-    def _load(self, kind: type, wasm: bytes, digest: str, name: str) -> object:
+    def _load(self, kind: type[Compiled], wasm: bytes, digest: str, name: str) -> Compiled:
         cache = self._cache_path(digest)
         if cache is not None:
             loaded = self._load_cached(kind, cache)
@@ -162,7 +159,7 @@ class WasmEngine:
             raise EngineError(f"{name}: cannot compile: {first}") from None
         self.compiled += 1
         if cache is not None:
-            self._store_cached(cache, bytes(compiled.serialize()))  # type: ignore[attr-defined]
+            self._store_cached(cache, bytes(compiled.serialize()))
         return compiled
 
     def _cache_path(self, digest: str) -> Path | None:
@@ -175,7 +172,7 @@ class WasmEngine:
             / f"{hexdigest}-{self.settings.fingerprint()}.cwasm"
         )
 
-    def _load_cached(self, kind: type, path: Path) -> object | None:
+    def _load_cached(self, kind: type[Compiled], path: Path) -> Compiled | None:
         """Load a precompiled artifact after checking its checksum; None means rebuild."""
         try:
             data = path.read_bytes()
@@ -186,7 +183,7 @@ class WasmEngine:
             log.warning("compile cache entry %s is corrupt; recompiling", path.name)
             return None
         try:
-            return kind.deserialize_file(self.engine, str(path))  # type: ignore[attr-defined]
+            return kind.deserialize_file(self.engine, str(path))
         except wasmtime.WasmtimeError as e:
             log.warning("compile cache entry %s unusable (%s); recompiling", path.name, e)
             return None

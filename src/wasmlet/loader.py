@@ -17,6 +17,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from .dirs import default_cache_dir
 from .errors import ManifestError, NotSupportedError
 from .locked import (
     ContentPath,
@@ -38,12 +39,13 @@ from .manifest import (
     LocalDependency,
     RegistrySource,
     RemoteSource,
+    join_key,
     load_manifest,
     manifest_file,
     parse_allowed_host,
+    parse_template,
+    quote,
 )
-from .manifest._load import join_key
-from .manifest._templates import parse_template, quote
 
 SERVICE_CHAINING_KEY = "local_service_chaining"
 SERVICE_CHAINING_SUFFIX = ".spin.internal"
@@ -66,11 +68,6 @@ def lock_app(
     file = manifest_file(manifest_path)
     locker = _Locker(manifest, str(file), Path(os.path.abspath(file.parent)), cache_dir)
     return locker.lock(path_to_url(file))
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "wasmlet" / "wasm"
 
 
 @dataclass
@@ -154,7 +151,7 @@ class _Locker:
         return LockedComponentSource(source=path_to_url(wasm), digest=file_digest(wasm))
 
     def _remote_wasm(self, url: str, digest: str, path: str) -> LockedComponentSource:
-        cache_dir = self.cache_dir or default_cache_dir()
+        cache_dir = self.cache_dir or default_cache_dir() / "wasm"
         try:
             local = fetch_verified(url, digest, cache_dir)
         except urllib.error.URLError as e:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from .manifest import AllowedHost, parse_allowed_host
-from .manifest._schema import WELL_KNOWN_PORTS
+from .manifest import WELL_KNOWN_PORTS, AllowedHost, parse_allowed_host
 
 
 @dataclass(frozen=True)

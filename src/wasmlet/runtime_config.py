@@ -20,12 +20,12 @@ from .locked import LockedApp
 from .variables import ENV_PREFIX, EnvProvider, StaticProvider, VariableProvider
 
 
-class _Store(BaseModel):
+class StoreConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
 
 
-class _Provider(BaseModel):
+class ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
 
@@ -36,9 +36,9 @@ class RuntimeConfig(BaseModel):
     state_dir: Path | None = None
     log_dir: Path | None = None
     max_instance_memory: int | None = None
-    key_value_store: dict[str, _Store] = Field(default_factory=dict)
-    sqlite_database: dict[str, _Store] = Field(default_factory=dict)
-    variables_provider: list[_Provider] = Field(default_factory=list)
+    key_value_store: dict[str, StoreConfig] = Field(default_factory=dict)
+    sqlite_database: dict[str, StoreConfig] = Field(default_factory=dict)
+    variables_provider: list[ProviderConfig] = Field(default_factory=list)
     llm_compute: dict[str, Any] | None = None
     outbound_http: dict[str, Any] | None = None
     outbound_networking: dict[str, Any] | None = None

@@ -4,9 +4,14 @@
 checked the way Spin checks it; every problem is a `ManifestError` naming the file and key path.
 """
 
-from ._load import MANIFEST_FILE, load_manifest, manifest_file, parse_manifest
-from ._schema import (
+from ._checks import (
+    WELL_KNOWN_PORTS,
     AllowedHost,
+    convert_allowed_http_hosts,
+    parse_allowed_host,
+)
+from ._load import MANIFEST_FILE, join_key, load_manifest, manifest_file, parse_manifest
+from ._schema import (
     AppComponentDependency,
     Application,
     AppManifest,
@@ -26,13 +31,12 @@ from ._schema import (
     Trigger,
     Triggers,
     Variable,
-    convert_allowed_http_hosts,
-    parse_allowed_host,
 )
-from ._templates import Template, TemplateError, parse_template, unknown_variables
+from ._templates import Template, TemplateError, parse_template, quote, unknown_variables
 
 __all__ = [
     "MANIFEST_FILE",
+    "WELL_KNOWN_PORTS",
     "AllowedHost",
     "AppComponentDependency",
     "AppManifest",
@@ -56,10 +60,12 @@ __all__ = [
     "Triggers",
     "Variable",
     "convert_allowed_http_hosts",
+    "join_key",
     "load_manifest",
     "manifest_file",
     "parse_allowed_host",
     "parse_manifest",
     "parse_template",
+    "quote",
     "unknown_variables",
 ]

@@ -19,9 +19,12 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import ManifestError
-from ._schema import (
+from ._checks import (
     ERROR_TYPE,
     SHAPE_ERROR_TYPE,
+    is_kebab_id,
+)
+from ._schema import (
     AnyTrigger,
     AppComponentDependency,
     AppManifest,
@@ -29,7 +32,6 @@ from ._schema import (
     LocalDependency,
     PackageDependency,
     Trigger,
-    is_kebab_id,
 )
 from ._templates import parse_template, quote, unknown_variables
 from ._v1 import AppManifestV1, convert_v1, v1_error_location

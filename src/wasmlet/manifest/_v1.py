@@ -14,19 +14,21 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from ..errors import ManifestError
+from ._checks import (
+    HttpHost,
+    Label,
+    OutboundHost,
+    TemplateStr,
+    VariableName,
+    convert_allowed_http_hosts,
+    id_error,
+)
 from ._schema import (
     BuildConfig,
     ComponentSource,
     FilesMount,
-    HttpHost,
-    Label,
     Model,
-    OutboundHost,
-    TemplateStr,
     Variable,
-    VariableName,
-    convert_allowed_http_hosts,
-    id_error,
 )
 from ._templates import quote
 

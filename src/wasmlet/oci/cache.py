@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from ..engine import default_cache_dir
+from ..dirs import default_cache_dir
 from .blobs import file_sha256
 from .errors import DigestMismatchError
 from .reference import Reference

@@ -1,6 +1,6 @@
 """Test helpers for the wasi:http test components built by guests/build_components.py.
 
-    from component_guests import component, write_component_app, python_app
+    from support.component_guests import component, write_component_app, python_app
 
 `component(name)` returns the path of a built component: the committed ones
 (tests/fixtures/components/) directly, the large ones (`python-app`, `js-app`) from the cache in
@@ -24,7 +24,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import IN_CI, ROOT
+
+from .env import IN_CI, ROOT
 
 BUILD_SCRIPT = ROOT / "guests" / "build_components.py"
 

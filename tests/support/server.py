@@ -1,0 +1,164 @@
+"""Start the real `wasmlet up` on loopback and talk HTTP to it; run the CLI; write apps."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .env import HELLO, TESTBED, free_port
+
+
+@dataclass
+class Server:
+    """A running `wasmlet up` process."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def client(self, **kw: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kw)  # type: ignore[arg-type]
+
+    def get(self, path: str, **kw: object) -> httpx.Response:
+        with self.client() as c:
+            return c.get(path, **kw)  # type: ignore[arg-type]
+
+    def request(self, method: str, path: str, **kw: object) -> httpx.Response:
+        with self.client() as c:
+            return c.request(method, path, **kw)  # type: ignore[arg-type]
+
+    def put(self, path: str, **kw: object) -> httpx.Response:
+        return self.request("PUT", path, **kw)
+
+    def delete(self, path: str, **kw: object) -> httpx.Response:
+        return self.request("DELETE", path, **kw)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+def start_server(
+    app: Path | str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    cache_dir: Path | None = None,
+    timeout: float = 60,
+) -> Server:
+    """Run `wasmlet up -f APP --listen 127.0.0.1:<free port> ARGS…` and wait for `Serving`."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "wasmlet.cli",
+        "up",
+        "-f",
+        str(app),
+        "--listen",
+        f"127.0.0.1:{port}",
+        *args,
+    ]
+    if cache_dir is not None:
+        cmd += ["--cache-dir", str(cache_dir)]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=cwd
+    )
+    server = Server(proc, f"http://127.0.0.1:{port}")
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            server.output.append(line)
+            if line.startswith("Serving http://"):
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not ready.wait(0.05):
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"server did not start:\n{server.log}")
+    if proc.poll() is not None and not any(x.startswith("Serving") for x in server.output):
+        time.sleep(0.1)
+        raise AssertionError(f"server exited ({proc.returncode}):\n{server.log}")
+    # The socket is bound before "Serving" is printed; wait until it answers.
+    while True:
+        try:
+            httpx.get(server.url + "/.well-known/spin/health", timeout=2)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(f"server not answering:\n{server.log}") from None
+            time.sleep(0.05)
+    return server
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wasmlet.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def write_app(directory: Path, manifest: str, files: dict[str, str | bytes] | None = None) -> Path:
+    """Write a spin.toml (dedented; `{testbed}`/`{hello}` → fixture paths) and extra files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (
+        textwrap.dedent(manifest).replace("{testbed}", str(TESTBED)).replace("{hello}", str(HELLO))
+    )
+    (directory / "spin.toml").write_text(text)
+    for name, content in (files or {}).items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    return directory
+
+
+def parse_env_dump(body: str) -> tuple[list[str], dict[str, str]]:
+    """Parse testbed's `mode=env` output: `argv[i]=…` lines and `KEY=VALUE` lines."""
+    argv: list[str] = []
+    env: dict[str, str] = {}
+    for line in body.splitlines():
+        m = re.match(r"argv\[(\d+)\]=(.*)$", line)
+        if m:
+            argv.append(m.group(2))
+        elif "=" in line:
+            k, _, v = line.partition("=")
+            env[k] = v
+    return argv, env
