@@ -15,6 +15,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -67,7 +68,7 @@ _CHARPP = ctypes.POINTER(ctypes.POINTER(ctypes.c_char))
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
 
 
-def _error_message(err: ctypes._Pointer) -> str:  # type: ignore[type-arg]
+def _error_message(err: ctypes._Pointer[Any]) -> str:
     vec = ffi.wasm_byte_vec_t()
     ffi.wasmtime_error_message(err, ctypes.byref(vec))
     text = ffi.to_str(vec)
@@ -75,7 +76,7 @@ def _error_message(err: ctypes._Pointer) -> str:  # type: ignore[type-arg]
     return text
 
 
-def _trap_outcome(trap: ctypes._Pointer, stdout: bytes, stderr: bytes) -> RunOutcome:  # type: ignore[type-arg]
+def _trap_outcome(trap: ctypes._Pointer[Any], stdout: bytes, stderr: bytes) -> RunOutcome:
     code = ctypes.c_uint8()
     timed_out = bool(ffi.wasmtime_trap_code(trap, ctypes.byref(code))) and code.value == _INTERRUPT
     vec = ffi.wasm_byte_vec_t()
@@ -148,7 +149,7 @@ class WasiCommand:
 
     def _configure_wasi(
         self,
-        ctx: ctypes._Pointer,  # type: ignore[type-arg]
+        ctx: ctypes._Pointer[Any],
         pipes: _Pipes,
         argv: list[bytes],
         env: list[tuple[bytes, bytes]],

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import NotSupportedError, RuntimeConfigError
 from ..runtime_config import StoreConfig
@@ -143,12 +143,12 @@ def _value(v: object) -> object:
         return ("real", v)
     if isinstance(v, str):
         return ("text", v)
-    return ("blob", bytes(v))  # type: ignore[call-overload]
+    return ("blob", bytes(cast(bytes, v)))  # sqlite3 gives bytes for a BLOB
 
 
-def _param(value: object) -> object:
+def _param(value: str | tuple[str, object]) -> object:
     """A WIT `value` as a Python value for sqlite3 (every payload maps directly)."""
-    return None if value == "null" else value[1]  # type: ignore[index]
+    return None if isinstance(value, str) else value[1]  # "null" is the only bare case
 
 
 KEY: Key[Sqlite] = Key("sqlite")
@@ -176,7 +176,7 @@ def _open(label: str) -> object:
     return Err(opened)
 
 
-def _execute(rep: int, statement: str, params: list[object]) -> object:
+def _execute(rep: int, statement: str, params: list[str | tuple[str, object]]) -> object:
     conn = _lookup(rep)
     if conn is None:
         return Err("invalid-connection")

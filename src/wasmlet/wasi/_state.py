@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from ._calls import HostTrap
 
@@ -113,7 +113,7 @@ class InstanceState:
     def get(self, key: Key[T]) -> T:
         """This instance's share of a capability; traps when the component has none."""
         try:
-            return self.capabilities[key]  # type: ignore[no-any-return]
+            return cast(T, self.capabilities[key])  # the factor keyed it with its own type
         except KeyError:
             raise HostTrap(
                 f"{key.name} is not available to component {self.component_id!r}"
