@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import wasmtime
 
-from wasmlet.engine import EngineSettings, WasmEngine, parse_size
+from wasmlet.engine import EngineSettings, Limits, WasmEngine, parse_size
 from wasmlet.errors import EngineError, WasmletError
 from wasmlet.executors._wasi_command import WasiCommand
 from wasmlet.locked import sha256_digest
@@ -55,20 +56,23 @@ def compile_wat(engine: WasmEngine, wat: str) -> wasmtime.Module:
     return engine.load_module(bytes(wasm), sha256_digest(bytes(wasm)))
 
 
+LIMITS = Limits(request_timeout=0.3, max_instance_memory=8 << 20)
+
+
 @pytest.fixture
-def engine(tmp_path: Path) -> WasmEngine:
-    e = WasmEngine(
-        EngineSettings(
-            request_timeout=0.3, max_instance_memory=8 << 20, cache_dir=tmp_path / "cache"
-        )
-    )
+def engine(tmp_path: Path) -> Iterator[WasmEngine]:
+    e = WasmEngine(EngineSettings(cache_dir=tmp_path / "cache"))
     e.start()
-    yield e  # type: ignore[misc]
+    yield e
     e.close()
 
 
+def command(engine: WasmEngine, wat: str, name: str) -> WasiCommand:
+    return WasiCommand(engine, compile_wat(engine, wat), name, limits=LIMITS)
+
+
 def test_fresh_instance_per_run(engine: WasmEngine) -> None:
-    cmd = WasiCommand(engine, compile_wat(engine, COUNTER_WAT), "counter")
+    cmd = command(engine, COUNTER_WAT, "counter")
     for _ in range(5):
         out = cmd.run([b"x"], [], b"")
         assert out.exit_code == 0
@@ -76,7 +80,7 @@ def test_fresh_instance_per_run(engine: WasmEngine) -> None:
 
 
 def test_loop_is_interrupted_at_the_deadline(engine: WasmEngine) -> None:
-    cmd = WasiCommand(engine, compile_wat(engine, LOOP_WAT), "loop")
+    cmd = command(engine, LOOP_WAT, "loop")
     t0 = time.monotonic()
     out = cmd.run([b"x"], [], b"")
     elapsed = time.monotonic() - t0
@@ -86,7 +90,7 @@ def test_loop_is_interrupted_at_the_deadline(engine: WasmEngine) -> None:
 
 
 def test_memory_limit_makes_grow_fail(engine: WasmEngine) -> None:
-    cmd = WasiCommand(engine, compile_wat(engine, GROW_WAT), "grow")
+    cmd = command(engine, GROW_WAT, "grow")
     out = cmd.run([b"x"], [], b"")
     assert out.exit_code is None
     assert not out.timed_out
@@ -94,7 +98,7 @@ def test_memory_limit_makes_grow_fail(engine: WasmEngine) -> None:
 
 
 def test_exit_code(engine: WasmEngine) -> None:
-    cmd = WasiCommand(engine, compile_wat(engine, EXIT_WAT), "exit")
+    cmd = command(engine, EXIT_WAT, "exit")
     assert cmd.run([b"x"], [], b"").exit_code == 7
 
 
@@ -166,8 +170,32 @@ def test_cache_key_depends_on_engine_config(tmp_path: Path) -> None:
 
 
 def test_deadline_ticks() -> None:
-    assert WasmEngine(EngineSettings(request_timeout=1.0, cache_dir=None)).deadline_ticks >= 100
-    assert WasmEngine(EngineSettings(request_timeout=0, cache_dir=None)).deadline_ticks > 1 << 40
+    assert Limits(request_timeout=1.0).deadline_ticks >= 100
+    assert Limits(request_timeout=0).deadline_ticks > 1 << 40
+
+
+GROW_2MIB_WAT = """
+(module
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (if (i32.eq (memory.grow (i32.const 32)) (i32.const -1)) (then unreachable))))
+"""
+
+
+def test_limits_are_per_app_on_one_engine(engine: WasmEngine) -> None:
+    """Apps sharing one engine (a multi-app host) keep their own memory limit and deadline."""
+    grow = compile_wat(engine, GROW_2MIB_WAT)
+    tight = WasiCommand(engine, grow, "tight", limits=Limits(max_instance_memory=1 << 20))
+    roomy = WasiCommand(engine, grow, "roomy", limits=Limits(max_instance_memory=8 << 20))
+    assert tight.run([b"x"], [], b"").trap is not None  # 2 MiB more is over its 1 MiB
+    assert roomy.run([b"x"], [], b"").exit_code == 0
+    loop = compile_wat(engine, LOOP_WAT)
+    for timeout in (0.2, 0.8):
+        t0 = time.monotonic()
+        out = WasiCommand(engine, loop, "loop", limits=Limits(request_timeout=timeout)).run(
+            [b"x"], [], b""
+        )
+        assert out.timed_out and timeout <= time.monotonic() - t0 < timeout + 0.5
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from fixtures.oci.registry import self_signed_tls
 from support.component_guests import python_app
 from support.env import free_port
 
-from wasmlet.engine import EngineSettings, WasmEngine
+from wasmlet.engine import EngineSettings, Limits, WasmEngine
 from wasmlet.executors import (
     CollectedResponse,
     HttpExecutor,
@@ -424,8 +424,8 @@ def _guest(app_dir: Path, state: Path, cache_dir: Path, factor: OutboundHttpFact
     app = load_app(app_dir)
     factors = tuple(factor if isinstance(f, OutboundHttpFactor) else f for f in FACTORS)
     app_factors = configure(AppContext(app, state), factors)
-    engine = WasmEngine(EngineSettings(cache_dir=cache_dir, request_timeout=30))
-    runtime = AppRuntime(app, engine, state, app_factors)
+    engine = WasmEngine(EngineSettings(cache_dir=cache_dir))
+    runtime = AppRuntime(app, engine, state, app_factors, Limits(request_timeout=30))
     return http_executor(runtime, "t", "app", {})
 
 

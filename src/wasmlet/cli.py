@@ -16,7 +16,7 @@ from typing import NoReturn
 from . import __version__
 from .argtypes import key_value_arg, positive_int, seconds, size
 from .dirs import default_cache_dir
-from .engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings
+from .engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings, Limits
 from .errors import WasmletError
 from .kube import cli as kube_cli
 from .locked import LockedApp
@@ -283,10 +283,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         app=AppOptions(
             state_dir=state_dir,
-            engine=EngineSettings(
+            engine=EngineSettings(cache_dir=None if args.no_cache else args.cache_dir),
+            limits=Limits(
                 request_timeout=args.request_timeout,
                 max_instance_memory=memory if memory is not None else rc.max_instance_memory,
-                cache_dir=None if args.no_cache else args.cache_dir,
             ),
             runtime_config=rc,
             variables=dict(args.variable),

@@ -1,8 +1,10 @@
-"""The process-wide wasmtime engine: configuration, compile cache, deadlines and limits.
+"""The process-wide wasmtime engine: configuration, compile cache, and the epoch clock.
 
-One `WasmEngine` per process. It owns the wasmtime `Engine` (pooling allocator, epoch
-interruption), a background thread that advances the epoch so that a request past its deadline
-traps, and an on-disk cache of precompiled modules so that a restart does not recompile.
+One `WasmEngine` per process, shared by every app the process runs. It owns the wasmtime
+`Engine` (pooling allocator, epoch interruption), a background thread that advances the epoch
+so that a request past its deadline traps, and an on-disk cache of precompiled modules so that
+a restart does not recompile. What an app may use per instance (`Limits`: its request
+deadline and memory) is the app's, applied to each store.
 """
 
 from __future__ import annotations
@@ -49,11 +51,28 @@ def parse_size(text: str) -> int:
 
 
 @dataclass(frozen=True)
-class EngineSettings:
-    """What a process's engine is configured with (from the CLI and runtime config)."""
+class Limits:
+    """What one app's instances may use: set on each store, so apps sharing an engine each
+    keep their own."""
 
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds; 0 = no deadline
     max_instance_memory: int | None = None  # bytes of linear memory per instance
+
+    @property
+    def deadline_ticks(self) -> int:
+        """Epoch ticks after which a running instance traps (very large when no timeout)."""
+        if self.request_timeout <= 0:
+            return 1 << 62
+        return max(1, math.ceil(self.request_timeout / EPOCH_TICK_SECONDS)) + 1
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a process's engine is configured with."""
+
     pooling: bool = True
     pool_instances: int = 256  # concurrent instances the pooling allocator holds
     cache_dir: Path | None = field(default_factory=default_cache_dir)
@@ -67,7 +86,6 @@ class EngineSettings:
                 "epoch=1",
                 "concurrency=0",
                 f"pooling={int(self.pooling)}",
-                f"mem={self.max_instance_memory or 0}",
             ]
         )
         return hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -108,14 +126,6 @@ class WasmEngine:
             ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)
             ffi.wasmtime_pooling_allocation_config_delete(pool)
         return cfg
-
-    @property
-    def deadline_ticks(self) -> int:
-        """Epoch ticks after which a running instance traps (very large when no timeout)."""
-        timeout = self.settings.request_timeout
-        if timeout <= 0:
-            return 1 << 62
-        return max(1, math.ceil(timeout / EPOCH_TICK_SECONDS)) + 1
 
     # -- the epoch ticker ---------------------------------------------------------------
     def start(self) -> None:

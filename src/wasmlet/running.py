@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .engine import EngineSettings, WasmEngine
+from .engine import EngineSettings, Limits, WasmEngine
 from .factors import AppContext, configure
 from .gate import RunGate
 from .locked import LockedApp
@@ -30,10 +30,13 @@ class AppOptions:
     """How to run one app (from the CLI, a runtime config, a pod's environment)."""
 
     state_dir: Path = field(default_factory=lambda: Path(".spin"))
-    engine: EngineSettings = field(default_factory=EngineSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)  # if it makes its engine
+    limits: Limits = field(default_factory=Limits)  # per instance: deadline, memory
     runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
     variables: dict[str, str] = field(default_factory=dict)  # --variable overrides
     home: Path = field(default_factory=Path.cwd)  # the app's directory (for .env)
+    # Where SPIN_VARIABLE_* come from: None = this process's environment.
+    environ: dict[str, str] | None = None
     threads: int = 0  # requests in progress per worker; 0 = automatic
     max_running: int = 1  # guests running at once per worker (the others wait: gate.py)
     max_body: int = DEFAULT_MAX_BODY
@@ -48,26 +51,55 @@ class AppOptions:
 
 
 @dataclass
-class RunningApp:
-    """An app ready to serve: its engine, compiled runtime and HTTP trigger."""
+class Shared:
+    """What the apps one process runs share: the engine, the thread pool guests run on, and
+    the run gate (see gate.py). Whoever made it closes it (`close`), after its apps."""
 
-    app: LockedApp
     engine: WasmEngine
-    runtime: AppRuntime
-    trigger: HttpTrigger
-    owns_engine: bool = True
+    pool: ThreadPoolExecutor
+    gate: RunGate
+
+    @classmethod
+    def create(cls, engine: EngineSettings, threads: int, max_running: int) -> Shared:
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="wasmlet-wasm")
+        return cls(WasmEngine(engine), pool, RunGate(max_running))
 
     def start(self) -> None:
         """Start the engine's deadline ticker (call once requests will run)."""
         self.engine.start()
 
     def close(self) -> None:
-        """Wait for requests in flight; release the factors' app state (outbound clients and
-        their threads); stop the engine if this app made it."""
-        self.trigger.pool.shutdown(wait=True, cancel_futures=False)
+        """Wait for guests still running; stop the engine."""
+        self.pool.shutdown(wait=True, cancel_futures=False)
+        self.engine.close()
+
+
+@dataclass
+class RunningApp:
+    """An app ready to serve: its compiled runtime and HTTP trigger, on `shared`."""
+
+    app: LockedApp
+    runtime: AppRuntime
+    trigger: HttpTrigger
+    shared: Shared
+    owns_shared: bool = True  # made for this app alone (closed with it)
+
+    @property
+    def engine(self) -> WasmEngine:
+        return self.shared.engine
+
+    def start(self) -> None:
+        """Start the engine's deadline ticker (call once requests will run)."""
+        self.shared.start()
+
+    def close(self) -> None:
+        """Wait for its requests in flight (all of the process's, if it owns the pool);
+        release the factors' app state (outbound clients and their threads)."""
+        if self.owns_shared:
+            self.shared.pool.shutdown(wait=True, cancel_futures=False)
         self.runtime.factors.close()
-        if self.owns_engine:
-            self.engine.close()
+        if self.owns_shared:
+            self.shared.close()
 
 
 def make_resolver(
@@ -93,25 +125,24 @@ def build_app(
     app: LockedApp,
     opts: AppOptions,
     self_origin: str | None = None,
-    engine: WasmEngine | None = None,
+    shared: Shared | None = None,
 ) -> RunningApp:
     """Build `app` to run with `opts`. `self_origin` is the app's own base URL (for relative
-    outbound requests); `engine` shares one engine between apps (default: a new one).
-    Raises a `WasmletError` naming what is wrong."""
-    resolver = make_resolver(app, opts.runtime_config, opts.home, opts.variables)
+    outbound requests); `shared` runs it on an engine, pool and gate other apps use too
+    (default: its own, made from `opts`). Raises a `WasmletError` naming what is wrong."""
+    resolver = make_resolver(app, opts.runtime_config, opts.home, opts.variables, opts.environ)
     resolver.resolve_app()  # a missing required variable fails at startup, as in Spin
     ctx = AppContext(app, opts.state_dir, opts.runtime_config, resolver, self_origin)
     factors = configure(ctx)
-    owns_engine = engine is None
-    engine = engine or WasmEngine(opts.engine)
-    pool = ThreadPoolExecutor(opts.thread_count, thread_name_prefix="wasmlet-wasm")
+    owns_shared = shared is None
+    if shared is None:
+        shared = Shared.create(opts.engine, opts.thread_count, opts.max_running)
     try:
-        runtime = AppRuntime(app, engine, opts.state_dir, factors)
-        trigger = HttpTrigger(runtime, pool, opts.max_body, gate=RunGate(opts.max_running))
+        runtime = AppRuntime(app, shared.engine, opts.state_dir, factors, opts.limits)
+        trigger = HttpTrigger(runtime, shared.pool, opts.max_body, gate=shared.gate)
     except BaseException:
-        pool.shutdown()
         factors.close()
-        if owns_engine:
-            engine.close()
+        if owns_shared:
+            shared.close()
         raise
-    return RunningApp(app, engine, runtime, trigger, owns_engine)
+    return RunningApp(app, runtime, trigger, shared, owns_shared)

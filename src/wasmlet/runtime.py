@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import wasmtime
 import wasmtime.component
 
-from .engine import WasmEngine
+from .engine import DEFAULT_LIMITS, Limits, WasmEngine
 from .errors import EngineError, LockError
 from .factors import AppFactors, ComponentFactors
 from .locked import ContentPath, LockedApp, LockedComponent, read_content, url_to_path
@@ -73,10 +73,16 @@ class AppRuntime:
     """A locked app bound to an engine, a state directory and its configured factors."""
 
     def __init__(
-        self, app: LockedApp, engine: WasmEngine, state_dir: Path, factors: AppFactors
+        self,
+        app: LockedApp,
+        engine: WasmEngine,
+        state_dir: Path,
+        factors: AppFactors,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.app = app
         self.engine = engine
+        self.limits = limits  # what each of the app's instances may use
         self.state_dir = state_dir
         self.factors = factors
         self._prepared: dict[str, PreparedComponent] = {}

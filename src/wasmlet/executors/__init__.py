@@ -49,7 +49,7 @@ def http_executor(
     if kind == "wagi":
         module = prepared.require_module()
         name = f"component {component_id!r}"
-        command = WasiCommand(runtime.engine, module, name, prepared.files_root)
+        command = WasiCommand(runtime.engine, module, name, prepared.files_root, runtime.limits)
         argv = executor.get("argv") or DEFAULT_ARGV
         return WagiExecutor(command, component_id, prepared.locked.env, argv)
     if kind not in ("http", "spin"):
@@ -73,9 +73,9 @@ def http_executor(
         )
     export = handlers[0]
     if export.startswith(WASI_HANDLER + "@"):
-        return WasiHttpExecutor(runtime.engine, prepared, export)
+        return WasiHttpExecutor(runtime.engine, prepared, export, runtime.limits)
     if export == INBOUND_HTTP:
-        return SpinInboundHttpExecutor(runtime.engine, prepared, export)
+        return SpinInboundHttpExecutor(runtime.engine, prepared, export, runtime.limits)
     raise NotSupportedError(
         f"component {component_id!r}: the {export} handler is not supported yet"
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 import wasmtime
 
-from ..engine import WasmEngine
+from ..engine import Limits, WasmEngine
 from ..errors import EngineError
 from ..runtime import PreparedComponent
 from ..wasi import GuestError, HostTrap, InstanceState, ResourceTable, Ty, active, call_export
@@ -35,9 +35,17 @@ class Outcome:
 class ComponentHandler:
     """A component's handler export, called in a fresh instance per request."""
 
-    def __init__(self, engine: WasmEngine, prepared: PreparedComponent, export: str, entry: str):
+    def __init__(
+        self,
+        engine: WasmEngine,
+        prepared: PreparedComponent,
+        export: str,
+        entry: str,
+        limits: Limits,
+    ) -> None:
         component = prepared.require_component()
         self.engine = engine
+        self.limits = limits
         self.component = component
         self.component_id = prepared.id
         self.capabilities = prepared.factors.capabilities
@@ -58,7 +66,7 @@ class ComponentHandler:
         """Instantiate, call the entry with `args(table)` (the arguments, which may put host
         resources in the new instance's table), and end the instance."""
         store = self._store()
-        timeout = self.engine.settings.request_timeout
+        timeout = self.limits.request_timeout
         state = InstanceState(
             self.component_id,
             self.capabilities,
@@ -79,10 +87,9 @@ class ComponentHandler:
 
     def _store(self) -> wasmtime.Store:
         store = wasmtime.Store(self.engine.engine)
-        settings = self.engine.settings
-        if settings.max_instance_memory is not None:
-            store.set_limits(memory_size=settings.max_instance_memory)
-        store.set_epoch_deadline(self.engine.deadline_ticks)
+        if self.limits.max_instance_memory is not None:
+            store.set_limits(memory_size=self.limits.max_instance_memory)
+        store.set_epoch_deadline(self.limits.deadline_ticks)
         wasi = wasmtime.WasiConfig()  # files are wasmlet's wasi:filesystem (the files factor)
         if self.environment:  # handing over even an empty list costs ~5 µs per request
             wasi.env = self.environment

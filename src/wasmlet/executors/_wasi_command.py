@@ -20,7 +20,7 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from ..engine import WasmEngine
+from ..engine import DEFAULT_LIMITS, Limits, WasmEngine
 from ..errors import EngineError
 
 _INTERRUPT = wasmtime.TrapCode.INTERRUPT.value
@@ -91,9 +91,15 @@ class WasiCommand:
     """A compiled WASI command, linked once; `run` gives each call a fresh instance."""
 
     def __init__(
-        self, engine: WasmEngine, module: wasmtime.Module, name: str, root: Path | None = None
+        self,
+        engine: WasmEngine,
+        module: wasmtime.Module,
+        name: str,
+        root: Path | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.engine = engine
+        self.limits = limits
         self.name = name
         self._root = str(root).encode() if root is not None else None
         linker = wasmtime.Linker(engine.engine)
@@ -110,13 +116,13 @@ class WasiCommand:
     def run(self, argv: list[bytes], env: list[tuple[bytes, bytes]], stdin: bytes) -> RunOutcome:
         pipes = _pipes
         pipes.reset()
-        settings = self.engine.settings
+        limits = self.limits
         store = ffi.wasmtime_store_new(self.engine.engine.ptr(), None, _NO_FINALIZER)
         try:
             ctx = ffi.wasmtime_store_context(store)
-            if settings.max_instance_memory is not None:
-                ffi.wasmtime_store_limiter(store, settings.max_instance_memory, -1, -1, -1, -1)
-            ffi.wasmtime_context_set_epoch_deadline(ctx, self.engine.deadline_ticks)
+            if limits.max_instance_memory is not None:
+                ffi.wasmtime_store_limiter(store, limits.max_instance_memory, -1, -1, -1, -1)
+            ffi.wasmtime_context_set_epoch_deadline(ctx, limits.deadline_ticks)
             self._configure_wasi(ctx, pipes, argv, env, stdin)
 
             trap = ctypes.POINTER(ffi.wasm_trap_t)()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ..engine import WasmEngine
+from ..engine import Limits, WasmEngine
 from ..runtime import PreparedComponent
 from ..wasi import LIST_U8, STRING, U16, Enum, List, Option, Record, Tuple
 from ._component import ComponentHandler
@@ -32,8 +32,10 @@ class SpinInboundHttpExecutor:
 
     streaming = False  # the request and the response are single values
 
-    def __init__(self, engine: WasmEngine, prepared: PreparedComponent, export: str) -> None:
-        self.component = ComponentHandler(engine, prepared, export, "handle-request")
+    def __init__(
+        self, engine: WasmEngine, prepared: PreparedComponent, export: str, limits: Limits
+    ) -> None:
+        self.component = ComponentHandler(engine, prepared, export, "handle-request", limits)
         self.component_id = prepared.id
 
     def handle(self, request: HttpRequest, match: RouteMatch, sink: ResponseSink) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..engine import WasmEngine
+from ..engine import Limits, WasmEngine
 from ..runtime import PreparedComponent
 from ..wasi import Own
 from ..wasi.http import INCOMING_REQUEST, RESPONSE_OUTPARAM, IncomingRequest, ResponseOutparam
@@ -26,8 +26,10 @@ class WasiHttpExecutor:
 
     streaming = True
 
-    def __init__(self, engine: WasmEngine, prepared: PreparedComponent, export: str) -> None:
-        self.component = ComponentHandler(engine, prepared, export, "handle")
+    def __init__(
+        self, engine: WasmEngine, prepared: PreparedComponent, export: str, limits: Limits
+    ) -> None:
+        self.component = ComponentHandler(engine, prepared, export, "handle", limits)
         self.component_id = prepared.id
 
     def handle(self, request: HttpRequest, match: RouteMatch, sink: ResponseSink) -> None:

@@ -84,7 +84,7 @@ def bind_into(rootfs: Path, bind: Bind) -> None:
 def prepare(config: RunnerConfig) -> tuple[LockedApp, ServeOptions]:
     """Load the app and build it once (compiles every component, checks variables and
     runtime config); returns what `serve` needs."""
-    from ..engine import EngineSettings, parse_size
+    from ..engine import EngineSettings, Limits, parse_size
     from ..logs import configure_logging
     from ..running import AppOptions, build_app
     from ..runtime_config import load_runtime_config
@@ -100,10 +100,8 @@ def prepare(config: RunnerConfig) -> tuple[LockedApp, ServeOptions]:
     memory = os.environ.get("SPIN_MAX_INSTANCE_MEMORY")
     app_opts = AppOptions(
         state_dir=rc.state_dir or home / "state",
-        engine=EngineSettings(
-            max_instance_memory=parse_size(memory) if memory else rc.max_instance_memory,
-            cache_dir=Path(config.cache_dir),
-        ),
+        engine=EngineSettings(cache_dir=Path(config.cache_dir)),
+        limits=Limits(max_instance_memory=parse_size(memory) if memory else rc.max_instance_memory),
         runtime_config=rc,
         home=home,
     )

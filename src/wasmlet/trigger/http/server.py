@@ -107,7 +107,7 @@ class _Server(uvicorn.Server):
 
 def _run_uvicorn(running: RunningApp, sock: socket.socket, opts: ServeOptions) -> None:
     running.start()
-    timeout = opts.app.engine.request_timeout
+    timeout = opts.app.limits.request_timeout
     config = uvicorn.Config(
         running.trigger,
         lifespan="off",
