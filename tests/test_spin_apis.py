@@ -203,6 +203,21 @@ def test_outbound_http_wildcards_and_cidr(app_server, upstream: str) -> None:  #
     assert s2.get("/outbound", params={"url": f"{upstream}/b"}).status_code == 200
 
 
+@pytest.mark.parametrize("allowed", [["http://self"], ["http://self.alt"]])
+def test_outbound_relative_request_reaches_the_app_itself(app_server, allowed: list[str]) -> None:  # type: ignore[no-untyped-def]
+    # spin-sdk sends a relative URL with authority ":80"/":443": Spin's "self" request.
+    s = app_server(allowed_outbound_hosts=allowed)
+    r = s.get("/outbound", params={"url": "/var/none"})  # /var/none: 404 from the app itself
+    assert r.status_code == 200, r.text
+    assert r.text.startswith("404\n")
+
+
+def test_outbound_relative_request_needs_self_allowed(app_server) -> None:  # type: ignore[no-untyped-def]
+    s = app_server(allowed_outbound_hosts=["http://example.com"])
+    r = s.get("/outbound", params={"url": "/var/none"})
+    assert r.status_code == 500 and "HttpRequestDenied" in r.text
+
+
 def test_outbound_connection_refused_is_an_error_not_a_crash(app_server) -> None:  # type: ignore[no-untyped-def]
     port = free_port()  # nothing listens there
     s = app_server(allowed_outbound_hosts=[f"http://127.0.0.1:{port}"])

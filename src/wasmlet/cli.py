@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .argtypes import key_value_arg, positive_int, seconds, size
-from .dirs import default_cache_dir
-from .engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings, Limits
+from .apphost import cli as apphost_cli
+from .argtypes import key_value_arg, serving_options
+from .engine import EngineSettings, Limits
 from .errors import WasmletError
 from .kube import cli as kube_cli
 from .locked import LockedApp
@@ -74,39 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
         "reference such as ghcr.io/org/app:v1 (default: current directory)",
     )
     up.add_argument(
-        "-k", "--insecure", action="store_true", help="pull from the registry over plain HTTP"
-    )
-    up.add_argument(
-        "--listen",
-        default=os.environ.get("SPIN_HTTP_LISTEN_ADDR", "127.0.0.1:3000"),
-        metavar="ADDR",
-        help="address to listen on (default: %(default)s)",
-    )
-    up.add_argument(
-        "--workers",
-        type=positive_int,
-        default=1,
-        metavar="N",
-        help="worker processes sharing the port (default: 1)",
-    )
-    up.add_argument(
-        "--threads",
-        type=positive_int,
-        default=0,
-        metavar="N",
-        help="requests in progress per worker, running or waiting for I/O "
-        "(default: 4 per core, at least 8, at most 32)",
-    )
-    up.add_argument(
-        "--max-running",
-        type=positive_int,
-        default=1,
-        metavar="N",
-        help="guests running at once per worker; the others wait their turn, at most 50 ms "
-        "(default: 1: host calls are Python, which runs one thread at a time; use --workers "
-        "for more cores)",
-    )
-    up.add_argument(
         "--runtime-config-file",
         type=Path,
         metavar="FILE",
@@ -138,47 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="set an application variable",
     )
     up.add_argument(
-        "--request-timeout",
-        type=seconds,
-        default=DEFAULT_REQUEST_TIMEOUT,
-        metavar="SECONDS",
-        help="stop a request's guest after this long and answer 500; 0 = never "
-        "(default: %(default)s)",
-    )
-    up.add_argument(
-        "--max-instance-memory",
-        type=size,
-        default=os.environ.get("SPIN_MAX_INSTANCE_MEMORY"),
-        metavar="SIZE",
-        help="linear memory limit per instance, e.g. 64Mi (default: unlimited)",
-    )
-    up.add_argument(
-        "--max-body-size",
-        type=size,
-        default="100Mi",
-        metavar="SIZE",
-        help="largest request body accepted; larger gets 413 (default: 100Mi)",
-    )
-    up.add_argument(
         "--state-dir",
         type=Path,
         metavar="DIR",
         help="where the app keeps state (default: .spin next to spin.toml)",
     )
-    up.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=default_cache_dir(),
-        metavar="DIR",
-        help="compile cache directory (default: %(default)s)",
-    )
-    up.add_argument("--no-cache", action="store_true", help="do not use the compile cache")
-    up.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="(default: info)",
-    )
+    serving_options(up)
     up.set_defaults(func=cmd_up)
 
     build = sub.add_parser(
@@ -227,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
     lock.set_defaults(func=cmd_lock)
 
-    # Sub-command groups that live with their subsystem: `registry`, `kube`, `node`.
-    for subsystem in (oci_cli, kube_cli, shim_cli):
+    # Sub-command groups that live with their subsystem: `host`, `registry`, `kube`, `node`.
+    for subsystem in (apphost_cli, oci_cli, kube_cli, shim_cli):
         subsystem.register(sub)
     return parser
 

@@ -17,10 +17,11 @@ import platform
 import re
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass, field
 from importlib.metadata import version as dist_version
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import wasmtime
 import wasmtime.component
@@ -99,6 +100,13 @@ class WasmEngine:
         self.engine = wasmtime.Engine(self._config())
         self.compiled = 0  # modules compiled by this engine (cache misses)
         self.cache_hits = 0
+        # What this engine has loaded, by digest, while anything uses it: apps with the same
+        # component (a multi-app host) share one compiled module.
+        self._loaded: weakref.WeakValueDictionary[tuple[type, str], Any] = (
+            weakref.WeakValueDictionary()
+        )
+        self._load_lock = threading.Lock()
+        self._loading: dict[tuple[type, str], threading.Lock] = {}
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -156,6 +164,19 @@ class WasmEngine:
         return self._load(wasmtime.component.Component, wasm, digest, name)
 
     def _load(self, kind: type[Compiled], wasm: bytes, digest: str, name: str) -> Compiled:
+        key = (kind, digest)
+        with self._load_lock:
+            lock = self._loading.setdefault(key, threading.Lock())
+        with lock:  # one compile per digest, however many apps ask for it at once
+            loaded: Compiled | None = self._loaded.get(key)
+            if loaded is None:
+                loaded = self._load_new(kind, wasm, digest, name)
+                self._loaded[key] = loaded
+        with self._load_lock:
+            self._loading.pop(key, None)
+        return loaded
+
+    def _load_new(self, kind: type[Compiled], wasm: bytes, digest: str, name: str) -> Compiled:
         cache = self._cache_path(digest)
         if cache is not None:
             loaded = self._load_cached(kind, cache)

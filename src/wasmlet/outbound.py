@@ -29,8 +29,8 @@ class OutboundPolicy:
 def _matches(allowed: AllowedHost, scheme: str, host: str | None, port: int | None) -> bool:
     if allowed.scheme != "*" and allowed.scheme.lower() != scheme:
         return False
-    if host is None:
-        return allowed.host == "self"
+    if host is None:  # a relative request: the app itself
+        return allowed.host in ("self", "self.alt")
     if not _host_matches(allowed, host.lower().strip("[]")):
         return False
     if allowed.ports is None:

@@ -126,13 +126,15 @@ def build_app(
     opts: AppOptions,
     self_origin: str | None = None,
     shared: Shared | None = None,
+    self_host: str | None = None,
 ) -> RunningApp:
     """Build `app` to run with `opts`. `self_origin` is the app's own base URL (for relative
-    outbound requests); `shared` runs it on an engine, pool and gate other apps use too
-    (default: its own, made from `opts`). Raises a `WasmletError` naming what is wrong."""
+    outbound requests; `self_host` their Host header, where the server routes by it);
+    `shared` runs it on an engine, pool and gate other apps use too (default: its own, made
+    from `opts`). Raises a `WasmletError` naming what is wrong."""
     resolver = make_resolver(app, opts.runtime_config, opts.home, opts.variables, opts.environ)
     resolver.resolve_app()  # a missing required variable fails at startup, as in Spin
-    ctx = AppContext(app, opts.state_dir, opts.runtime_config, resolver, self_origin)
+    ctx = AppContext(app, opts.state_dir, opts.runtime_config, resolver, self_origin, self_host)
     factors = configure(ctx)
     owns_shared = shared is None
     if shared is None:

@@ -69,20 +69,30 @@ def start_server(
     timeout: float = 60,
 ) -> Server:
     """Run `wasmlet up -f APP --listen 127.0.0.1:<free port> ARGS…` and wait for `Serving`."""
+    return start_command(
+        ["up", "-f", str(app), *args], env=env, cwd=cwd, cache_dir=cache_dir, timeout=timeout
+    )
+
+
+def start_host(
+    apps: Path, *args: str, cache_dir: Path | None = None, timeout: float = 60
+) -> Server:
+    """Run `wasmlet host --apps APPS --listen 127.0.0.1:<free port> ARGS…`."""
+    return start_command(["host", "--apps", str(apps), *args], cache_dir=cache_dir, timeout=timeout)
+
+
+def start_command(
+    command: list[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    cache_dir: Path | None = None,
+    timeout: float = 60,
+) -> Server:
+    """Run a serving `wasmlet` command on 127.0.0.1:<free port>; wait until it answers."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "wasmlet.cli",
-        "up",
-        "-f",
-        str(app),
-        "--listen",
-        f"127.0.0.1:{port}",
-        *args,
-    ]
-    if cache_dir is not None:
-        cmd += ["--cache-dir", str(cache_dir)]
+    own = ["--cache-dir", str(cache_dir)] if cache_dir is not None else []  # ARGS may override
+    cmd = [sys.executable, "-m", "wasmlet.cli", command[0], *own, *command[1:]]
+    cmd += ["--listen", f"127.0.0.1:{port}"]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=cwd
@@ -94,7 +104,7 @@ def start_server(
         assert proc.stdout is not None
         for line in proc.stdout:
             server.output.append(line)
-            if line.startswith("Serving http://"):
+            if line.startswith("Serving "):
                 ready.set()
         ready.set()
 

@@ -8,17 +8,29 @@ linker; the linker (WASI, wasmlet's WASI pieces, the component's factors) is bui
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
+from wasmtime.component import Component, Linker
 
 from ..engine import Limits, WasmEngine
 from ..errors import EngineError
 from ..runtime import PreparedComponent
-from ..wasi import GuestError, HostTrap, InstanceState, ResourceTable, Ty, active, call_export
+from ..wasi import (
+    GuestError,
+    HostTrap,
+    InstanceState,
+    Interface,
+    ResourceTable,
+    Ty,
+    active,
+    call_export,
+)
 from ..wasi.host import build_linker
 
 log = logging.getLogger("wasmlet.component")
@@ -50,7 +62,7 @@ class ComponentHandler:
         self.component_id = prepared.id
         self.capabilities = prepared.factors.capabilities
         self.environment = list(prepared.locked.env.items())
-        self.linker = build_linker(engine.engine, component, prepared.factors.interfaces)
+        self.linker = _linker(engine, component, prepared.factors.interfaces)
         iface = component.get_export_index(export)
         func = component.get_export_index(entry, iface) if iface is not None else None
         if func is None:
@@ -102,6 +114,26 @@ class ComponentHandler:
             log.error("component %s timed out", self.component_id)
         else:
             log.error("component %s trapped: %s", self.component_id, _trap_summary(text))
+
+
+# Linkers by engine, then by what a linker depends on: the component's imports and the
+# interfaces its factors serve. Apps whose components import the same (copies of one app in a
+# multi-app host) share one linker; what differs between them is instance state, not linking.
+_LINKERS: weakref.WeakKeyDictionary[WasmEngine, dict[tuple[object, ...], Linker]] = (
+    weakref.WeakKeyDictionary()
+)
+_LINKERS_LOCK = threading.Lock()
+
+
+def _linker(engine: WasmEngine, component: Component, interfaces: list[Interface]) -> Linker:
+    imports = tuple(sorted(component.type.imports(engine.engine)))
+    key = (imports, tuple(id(i) for i in interfaces))
+    with _LINKERS_LOCK:
+        linkers = _LINKERS.setdefault(engine, {})
+        linker = linkers.get(key)
+        if linker is None:
+            linker = linkers[key] = build_linker(engine.engine, component, interfaces)
+        return linker
 
 
 def _trap_summary(text: str) -> str:

@@ -43,6 +43,7 @@ class AppContext:
     runtime_config: RuntimeConfig = field(default_factory=RuntimeConfig)
     resolver: VariableResolver | None = None  # None: no variables beyond the defaults
     self_origin: str | None = None  # the app's own base URL (relative outbound requests)
+    self_host: str | None = None  # the Host they carry, when the server routes by it
 
     @functools.cached_property
     def variables(self) -> VariableResolver:

@@ -34,6 +34,7 @@ class OutboundHttpApp:
 
     self_origin: str | None  # the app's own base URL; None: relative requests are refused
     transport: Transport
+    self_host: str | None = None  # the Host header of relative requests (a multi-app host)
 
     def close(self) -> None:
         """Release the app's client and threads (once no guest of the app runs)."""
@@ -48,10 +49,10 @@ class OutboundHttpFactor(Factor[OutboundHttpApp, OutboundHttp]):
         self.transport = transport  # makes each app's transport (tests inject their own)
 
     def configure_app(self, ctx: AppContext) -> OutboundHttpApp:
-        return OutboundHttpApp(ctx.self_origin, self.transport())
+        return OutboundHttpApp(ctx.self_origin, self.transport(), ctx.self_host)
 
     def prepare(self, state: OutboundHttpApp, ctx: ComponentContext) -> OutboundHttp:
-        return OutboundHttp(ctx.policy, state.self_origin, state.transport)
+        return OutboundHttp(ctx.policy, state.self_origin, state.transport, state.self_host)
 
     def close_app(self, state: OutboundHttpApp) -> None:
         """The app has stopped: close its transport (called by `AppFactors.close`)."""

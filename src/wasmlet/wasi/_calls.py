@@ -40,6 +40,7 @@ class HostFunc:
     result: Ty | None
     fn: Callable[..., Any]
     label: str = ""  # for messages, e.g. "wasi:http/types#[method]fields.get"
+    index: int = -1  # its slot in the trampoline's table, once defined in a linker
 
 
 Invoker = Callable[[Ctx, int], Any]  # (ctx, address of the arguments) -> Python result
@@ -110,6 +111,7 @@ _no_finalize = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_finalize_nothing)
 
 # Per defined resource type: a label for messages and what to run when the guest drops one.
 _DROPS: list[tuple[str, Callable[[int], None] | None]] = []
+_DROP_INDEX: dict[tuple[str, Callable[[int], None] | None], int] = {}
 _DESTRUCTOR = ctypes.CFUNCTYPE(_size, _vp, _vp, ctypes.c_uint32)
 
 
@@ -137,7 +139,10 @@ def add_resource(
 ) -> None:
     """Define host resource type `type_id` as `name`; `on_drop(rep)` runs when the guest drops
     one (wasmtime-py's own destructor path builds a store context per call)."""
-    _DROPS.append((name, on_drop))
+    index = _DROP_INDEX.get((name, on_drop))
+    if index is None:  # once per resource type: a host builds many linkers
+        _DROPS.append((name, on_drop))
+        index = _DROP_INDEX[name, on_drop] = len(_DROPS) - 1
     ty = ResourceType.host(type_id)
     raw = name.encode()
     err = _add_resource(
@@ -146,7 +151,7 @@ def add_resource(
         len(raw),
         ctypes.cast(ty.ptr(), _vp),
         _drop_trampoline,
-        len(_DROPS) - 1,
+        index,
         ctypes.cast(_no_finalize, _vp),
     )
     if err:
@@ -160,9 +165,11 @@ _add_func = ctypes.CFUNCTYPE(_vp, _vp, ctypes.c_char_p, _size, _CALLBACK, _vp, _
 
 def add_func(instance: LinkerInstance, func: HostFunc) -> None:
     """Define `func` in a linker instance (the signature is checked at call time)."""
-    lower = func.result.lower_at if func.result is not None else None
-    _FUNCS.append((_invoker(func), lower, func))
-    idx = len(_FUNCS) - 1
+    if func.index < 0:  # once per function, however many linkers define it
+        lower = func.result.lower_at if func.result is not None else None
+        _FUNCS.append((_invoker(func), lower, func))
+        func.index = len(_FUNCS) - 1
+    idx = func.index
     name = func.name.encode()
     err = _add_func(
         ctypes.cast(instance.ptr(), _vp),

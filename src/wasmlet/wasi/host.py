@@ -88,6 +88,17 @@ def _unsupported(what: str) -> Callable[..., object]:
     return trap
 
 
+_TRAPS: dict[tuple[str, str], HostFunc] = {}
+
+
+def _trap_func(name: str, what: str) -> HostFunc:
+    """A stand-in that traps, made once per (name, message): a host builds many linkers."""
+    func = _TRAPS.get((name, what))
+    if func is None:
+        func = _TRAPS[name, what] = HostFunc(name, (), None, _unsupported(what))
+    return func
+
+
 BASE_INTERFACES: list[Interface] = [
     *io.INTERFACES,
     *http.INTERFACES,
@@ -144,7 +155,7 @@ def _define_traps(
     ty: component.ComponentItem,
 ) -> None:
     if not isinstance(ty, component.ComponentInstanceType):
-        add_func(root, HostFunc(name, (), None, _unsupported(f"import {name}")))
+        add_func(root, _trap_func(name, f"import {name}"))
         return
     with root.add_instance(name) as inst:
         for export, sub in ty.exports(engine).items():
@@ -152,9 +163,4 @@ def _define_traps(
                 type_id = resource_type_id(f"{name}#{export}")
                 add_resource(inst, export, type_id, None)
             else:
-                add_func(
-                    inst,
-                    HostFunc(
-                        export, (), None, _unsupported(f"{name} ({export}) is not provided; it")
-                    ),
-                )
+                add_func(inst, _trap_func(export, f"{name} ({export}) is not provided; it"))

@@ -1,9 +1,10 @@
-"""Serve a locked app over HTTP: bind, print the routes, run N worker processes.
+"""Serve over HTTP: bind, build what is served, print a banner, run N worker processes.
 
-Each worker is an asyncio server (uvicorn, httptools parser) whose requests run Wasm on a
-thread pool (wasmtime releases the GIL). With `workers > 1` the parent binds the socket once
-and spawned workers share it, so all cores are used. SIGTERM/SIGINT stop accepting and drain
-the requests in flight.
+What is served is a `Target`: one app (`wasmlet up`) or many (`wasmlet host`). Each worker is
+an asyncio server (uvicorn, httptools parser) whose requests run Wasm on a thread pool
+(wasmtime releases the GIL). With `workers > 1` the parent binds the socket once and spawned
+workers share it, each building the target itself (a target is picklable data), so all cores
+are used. SIGTERM/SIGINT stop accepting and drain the requests in flight.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, Protocol, TextIO
 
 import uvicorn
 
@@ -105,17 +106,75 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
-def _run_uvicorn(running: RunningApp, sock: socket.socket, opts: ServeOptions) -> None:
-    running.start()
-    timeout = opts.app.limits.request_timeout
+class Served(Protocol):
+    """What one server process runs: an ASGI app with a lifetime."""
+
+    def asgi(self) -> Any:
+        """The ASGI application."""
+
+    def grace(self) -> float | None:
+        """How long shutdown waits for requests in flight (None: as long as they take)."""
+
+    def start(self) -> None:
+        """Requests are about to run (start clocks and background work)."""
+
+    def close(self) -> None:
+        """Stop, once no request runs any more."""
+
+    def banner(self, url: str, out: TextIO) -> None:
+        """What to print once the server is listening on `url`."""
+
+
+class Target(Protocol):
+    """What to serve, as picklable data: each worker process builds its own `Served`."""
+
+    def build(self, origin: str) -> Served:
+        """Build it; `origin` is the server's own base URL. Raises WasmletError."""
+
+
+@dataclass(frozen=True)
+class AppTarget:
+    """One app (`wasmlet up`)."""
+
+    app_json: str
+    opts: AppOptions
+
+    def build(self, origin: str) -> Served:
+        return _ServedApp(build_app(LockedApp.from_json(self.app_json), self.opts, origin))
+
+
+@dataclass
+class _ServedApp:
+    running: RunningApp
+
+    def asgi(self) -> Any:
+        return self.running.trigger
+
+    def grace(self) -> float | None:
+        timeout = self.running.runtime.limits.request_timeout
+        return timeout + 5 if timeout > 0 else None
+
+    def start(self) -> None:
+        self.running.start()
+
+    def close(self) -> None:
+        self.running.close()
+
+    def banner(self, url: str, out: TextIO) -> None:
+        print_routes(self.running.app, url, out)
+
+
+def _run_uvicorn(served: Served, sock: socket.socket) -> None:
+    served.start()
+    grace = served.grace()
     config = uvicorn.Config(
-        running.trigger,
-        lifespan="off",
+        served.asgi(),
+        lifespan="on",  # a multi-app host starts its watcher at startup
         http=TrailerProtocol,  # uvicorn's httptools protocol plus trailer fields
         log_config=None,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=math.ceil(timeout + 5) if timeout > 0 else None,
+        timeout_graceful_shutdown=math.ceil(grace) if grace is not None else None,
         server_header=False,
         date_header=True,
         proxy_headers=False,  # wasmlet sees the client as connected; no X-Forwarded-* rewriting
@@ -124,45 +183,48 @@ def _run_uvicorn(running: RunningApp, sock: socket.socket, opts: ServeOptions) -
     try:
         server.run(sockets=[sock])
     finally:
-        running.close()
+        served.close()
 
 
-def _worker_main(app_json: str, opts: ServeOptions, sock: socket.socket) -> None:
-    configure_logging(opts.log_level)
-    app = LockedApp.from_json(app_json)
-    _run_uvicorn(build_app(app, opts.app, base_url(sock)), sock, opts)
+def _worker_main(target: Target, log_level: str, sock: socket.socket) -> None:
+    configure_logging(log_level)
+    _run_uvicorn(target.build(base_url(sock)), sock)
 
 
 def serve(app: LockedApp, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
-    """Serve until SIGTERM/SIGINT. Raises WasmletError for startup problems."""
+    """Serve one app until SIGTERM/SIGINT. Raises WasmletError for startup problems."""
+    serve_target(AppTarget(app.to_json(), opts.app), opts, out)
+
+
+def serve_target(target: Target, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
+    """Serve `target` until SIGTERM/SIGINT. Raises WasmletError for startup problems."""
     sock = bind(opts.listen)
     try:
         # Built in this process first, also with workers: errors surface before anything
         # is served, and the compile cache is warm for the workers.
-        running = build_app(app, opts.app, base_url(sock))
+        served = target.build(base_url(sock))
     except BaseException:
         sock.close()
         raise
-    print_routes(app, base_url(sock), out)
+    served.banner(base_url(sock), out)
     if opts.workers <= 1:
-        _run_uvicorn(running, sock, opts)
+        _run_uvicorn(served, sock)
         return
-    running.close()
-    _supervise(app, opts, sock)
+    served.close()
+    _supervise(target, opts, sock)
 
 
-def _supervise(app: LockedApp, opts: ServeOptions, sock: socket.socket) -> None:
+def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
     """Run `opts.workers` spawned workers on the shared socket; restart one that dies.
 
     A worker that dies within `_FAST_FAIL` seconds of starting stops the server: it would
     only die again."""
     ctx = multiprocessing.get_context("spawn")
-    app_json = app.to_json()
     stopping = False
 
     def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
         p = ctx.Process(
-            target=_worker_main, args=(app_json, opts, sock), name=f"wasmlet-worker-{i}"
+            target=_worker_main, args=(target, opts.log_level, sock), name=f"wasmlet-worker-{i}"
         )
         p.start()
         return p, time.monotonic()

@@ -42,9 +42,11 @@ class OutboundHttp:
     policy: OutboundPolicy
     self_origin: str | None  # base URL for relative (`self`) requests; None: refused
     send: SendRequest  # how allowed requests are sent (the app's transport)
+    self_host: str | None = None  # Host of relative requests (a server that routes by Host)
 
 
 OUTBOUND_HTTP: Key[OutboundHttp] = Key("outbound-http")
+SELF_ALT = "self.alt"  # Spin 3's name for the app itself, as a request's host
 
 
 def _scheme_name(scheme: Scheme | None) -> str:
@@ -54,6 +56,13 @@ def _scheme_name(scheme: Scheme | None) -> str:
     if isinstance(scheme, tuple):
         return scheme[1].lower()
     return "http"
+
+
+def _self_host(cap: OutboundHttp, relative: bool) -> list[tuple[str, bytes]]:
+    """The Host a relative request needs when the server picks the app by Host."""
+    if not relative or cap.self_host is None:
+        return []
+    return [("host", cap.self_host.encode("latin-1"))]
 
 
 def _seconds(ns: int | None) -> float | None:
@@ -73,6 +82,8 @@ def _handle(rep: int, options: int | None) -> object:
     opts = t.pop(options) if options is not None else None
     cap = current().get(OUTBOUND_HTTP)
     scheme = _scheme_name(req.scheme)
+    host: str | None = None
+    port: int | None = None
     if req.authority:
         base = f"{scheme}://{req.authority}"
         try:
@@ -80,7 +91,8 @@ def _handle(rep: int, options: int | None) -> object:
             host, port = parts.hostname, parts.port
         except ValueError:  # e.g. "host:port", "[::1": the guest's to fix, not a trap
             return Err("HTTP-request-URI-invalid")
-    else:
+    relative = not host or host == SELF_ALT  # spin-sdk sends a relative URL as ":80"/":443"
+    if relative:
         host, port = None, None
         if cap.self_origin is None:
             return Err("HTTP-request-URI-invalid")
@@ -89,7 +101,7 @@ def _handle(rep: int, options: int | None) -> object:
         log.info(
             "outbound request to %s://%s denied by allowed_outbound_hosts",
             scheme,
-            req.authority or "self",
+            "self" if relative else req.authority,
         )
         return Err("HTTP-request-denied")
     method = req.method if isinstance(req.method, str) else req.method[1]
@@ -97,7 +109,7 @@ def _handle(rep: int, options: int | None) -> object:
     request = OutboundRequest(
         method=method.upper(),
         url=base + (req.path_with_query or "/"),
-        headers=list(req.headers.entries),
+        headers=list(req.headers.entries) + _self_host(cap, relative),
         body=req.body.stream.getvalue() if req.body is not None else b"",
         connect_timeout=_seconds(options_.connect_timeout),
         first_byte_timeout=_seconds(options_.first_byte_timeout),

@@ -1,0 +1,106 @@
+"""One version of a hosted app: loaded (its locked app) until the first request builds it,
+then serving; retired when its source changes or goes, and closed once its last request is
+done, so a changed app finishes old requests on the old version."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..locked import LockedApp
+from ..running import RunningApp
+from .sources import AppSource, Stamp
+
+log = logging.getLogger("wasmlet.host")
+
+
+class BuildFailed(Exception):
+    """The app could not be built (its error is logged and shown in the host's status)."""
+
+
+@dataclass(eq=False)
+class AppVersion:
+    source: AppSource
+    app: LockedApp
+    number: int  # 1, 2, … per name: how many times it was (re)loaded
+    stamp: Stamp  # of the files it was loaded from
+    watched: list[Path] = field(default_factory=list)  # those files
+    running: RunningApp | None = None
+    error: str | None = None  # why it could not be built
+    in_flight: int = 0
+    requests: int = 0
+    retired: bool = False
+    _building: asyncio.Future[RunningApp] | None = None
+    _limit: asyncio.Semaphore | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "failed"
+        return "ready" if self.running is not None else "loaded"
+
+    async def ready(self, build: Callable[[AppVersion], RunningApp], pool: Executor) -> RunningApp:
+        """The running app, built by the first request that needs it (the others wait)."""
+        if self.running is not None:
+            return self.running
+        if self.error is not None:
+            raise BuildFailed(self.error)
+        if self._building is None:
+            loop = asyncio.get_running_loop()
+            self._building = loop.run_in_executor(pool, build, self)
+        try:
+            running = await asyncio.shield(self._building)
+        except Exception as e:
+            self.error = self.error or str(e) or type(e).__name__
+            raise BuildFailed(self.error) from None
+        self.running = running  # (if retired meanwhile, its last request's done() closes it)
+        return running
+
+    def limit(self, concurrency: int) -> asyncio.Semaphore:
+        """How many of this app's requests may be in the host's guest pool at once: a busy or
+        looping app waits for its own slots instead of taking every thread."""
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(concurrency)
+        return self._limit
+
+    def retire(self) -> None:
+        """A newer version (or none) serves new requests; close once this one is idle."""
+        self.retired = True
+        if self.in_flight == 0:
+            self.close()
+
+    def done(self) -> None:
+        """A request of this version has finished."""
+        self.in_flight -= 1
+        if self.retired and self.in_flight == 0:
+            self.close()
+
+    def close(self) -> None:
+        running, self.running = self.running, None
+        if running is not None:
+            try:
+                running.close()  # its factors' state; the host's engine and pool stay
+            except Exception:
+                log.exception("closing app %s (version %d)", self.name, self.number)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "status": self.status,
+            "version": self.number,
+            "source": str(self.source.path),
+            "requests": self.requests,
+            "in_flight": self.in_flight,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
