@@ -67,10 +67,13 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, connections: int, duration: int) -> dict[str, float]:
+def run_wrk(
+    url: str, connections: int, duration: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     """One wrk run (1 thread): requests/s, p50 and p99 in ms, non-2xx responses."""
+    extra = [arg for k, v in (headers or {}).items() for arg in ("-H", f"{k}: {v}")]
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
         check=True,
         capture_output=True,
         text=True,

@@ -105,7 +105,7 @@ def test_apps_are_added_changed_and_removed_without_a_restart(
     apps = tmp_path / "apps"
     wagi_app(apps, "one")
     wagi_app(apps, "gone")
-    server = host(apps)
+    server = host(apps, "--scan-interval", "600")  # only inotify: no periodic rescan helps
     pid = server.proc.pid
     assert get(server, "two").status_code == 404
 
@@ -280,3 +280,19 @@ source = "{hello}"
     assert get(server, "h1").status_code == 200
     states = {a["name"]: a["status"] for a in status(server)["apps"]}  # type: ignore[union-attr,index]
     assert states == {"h0": "loaded", "h1": "ready", "h2": "loaded"}
+
+
+def test_a_file_outside_the_directory_is_noticed_by_the_rescan(
+    tmp_path: Path, host: Callable[..., Server]
+) -> None:
+    outside = tmp_path / "shared" / "guest.wasm"
+    outside.parent.mkdir()
+    shutil.copy(TESTBED, outside)
+    manifest = WAGI.replace("{testbed}", str(outside))
+    write_app(tmp_path / "apps" / "ext", manifest.format(name="ext", version=1, testbed=outside))
+    (tmp_path / "apps" / "ext" / "static").mkdir()
+    server = host(tmp_path / "apps", "--scan-interval", "0.3")
+    assert get(server, "ext", "/?mode=env").status_code == 200
+    shutil.copy(FIXTURES / "wagi" / "hello.wasm", outside)  # another guest, same path
+    eventually(lambda: get(server, "ext", "/?mode=env").text == "Hello from wasmlet!\n")
+    assert [a["version"] for a in status(server)["apps"]] == [2]  # type: ignore[union-attr,index]

@@ -23,9 +23,9 @@ examples:
   wasmlet host --apps ./apps                      curl -H 'Host: shop.localhost' localhost:3000/
   wasmlet host --apps ./apps --precompile --workers 2 --listen 0.0.0.0:8080
 
-Adding, changing or removing a sub-directory takes effect within about --scan-interval
-seconds, without a restart; requests in flight finish on the version they started on. The
-status of every app: GET {STATUS_PATH} on a Host that names no app (e.g. localhost:3000).
+Adding, changing or removing a sub-directory takes effect within a second, without a
+restart; requests in flight finish on the version they started on. The status of every app:
+GET {STATUS_PATH} on a Host that names no app (e.g. localhost:3000).
 """
 
 
@@ -54,9 +54,11 @@ def register(subparsers: Any) -> None:
     host.add_argument(
         "--scan-interval",
         type=seconds,
-        default=1.0,
+        default=10.0,
         metavar="SECONDS",
-        help="how often the apps directory is looked at for changes (default: %(default)s)",
+        help="how often every app is looked at again, for changes inotify cannot report: "
+        "files outside the apps directory, file systems without inotify; changes inside it "
+        "take effect within a second (default: %(default)s)",
     )
     host.add_argument(
         "--max-app-concurrency",

@@ -9,9 +9,11 @@ or its directory appears, and built (components mapped from the compile cache, f
 configured) by its first request; `--precompile` compiles every component into the cache as
 soon as its app is loaded, so no first request waits for a compile.
 
-A watcher thread rescans the directory every `scan_interval` seconds: an app added, changed
-or removed takes effect on the event loop without a restart; requests in flight finish on the
-version they started on.
+A watcher thread follows the directory (inotify, through watchfiles): an app added, changed
+or removed takes effect on the event loop within a second, without a restart; requests in
+flight finish on the version they started on. Every `scan_interval` seconds it also rescans
+everything, for what inotify cannot see (a component file outside the app's directory, a
+file system without inotify).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+import watchfiles
 
 from ..engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings, Limits
 from ..errors import WasmletError
@@ -33,7 +38,16 @@ from ..running import AppOptions, RunningApp, Shared, build_app
 from ..runtime_config import load_runtime_config
 from ..trigger.http.app import DEFAULT_MAX_BODY
 from .apps import AppVersion, BuildFailed
-from .sources import RUNTIME_CONFIG_FILE, AppSource, Stamp, load, scan, stamp, watched_files
+from .sources import (
+    RUNTIME_CONFIG_FILE,
+    AppSource,
+    Stamp,
+    load,
+    scan,
+    scan_one,
+    stamp,
+    watched_files,
+)
 
 log = logging.getLogger("wasmlet.host")
 
@@ -57,7 +71,7 @@ class HostOptions:
     max_body: int = DEFAULT_MAX_BODY
     precompile: bool = False
     insecure: bool = False  # pull `reference` apps over plain HTTP
-    scan_interval: float = 1.0
+    scan_interval: float = 10.0  # full rescans; changes inside the directory come by inotify
 
     @property
     def thread_count(self) -> int:
@@ -143,18 +157,31 @@ class AppHost:
         out.flush()
 
     # -- loading and reloading -------------------------------------------------------------
-    def _changes(self) -> tuple[dict[str, AppVersion | None], dict[str, str]]:
-        """What differs between the directory and what is served: a new version for each app
-        added or changed, None for each app removed; and why each app that is not (or not
-        anew) served is not. An app whose new version fails to load keeps its old version.
-        Runs off the event loop (it reads files, locks manifests, may pull images)."""
-        sources, problems = scan(self.apps_dir)
-        changes: dict[str, AppVersion | None] = {
-            name: None for name in self.versions if name not in sources
-        }
-        for name in list(self._failures):
-            if name not in sources:
-                del self._failures[name]
+    def _changes(
+        self, only: set[str] | None = None
+    ) -> tuple[dict[str, AppVersion | None], dict[str, str]]:
+        """What differs between the directory and what is served (of the apps named `only`,
+        or all): a new version for each app added or changed, None for each app removed; and
+        why each app that is not (or not anew) served is not. An app whose new version fails
+        to load keeps its old version. Runs off the event loop (it reads files, locks
+        manifests, may pull images)."""
+        if only is None:
+            sources, problems = scan(self.apps_dir)
+            gone = set(self.versions) - set(sources)
+        else:
+            sources, gone = {}, set()
+            problems = {n: why for n, why in self.problems.items() if n not in only}
+            for name in only:
+                found = scan_one(self.apps_dir, name)
+                if isinstance(found, AppSource):
+                    sources[name] = found
+                elif found is not None:
+                    problems[name] = found
+                if not isinstance(found, AppSource) and name in self.versions:
+                    gone.add(name)
+        changes: dict[str, AppVersion | None] = dict.fromkeys(gone)
+        for name in gone | ((only or set()) - set(sources)):
+            self._failures.pop(name, None)
         for name, source in sources.items():
             current = self.versions.get(name)
             unchanged = current is not None and current.source == source
@@ -217,14 +244,52 @@ class AppHost:
         self.problems = problems
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.opts.scan_interval):
-            try:
-                found = self._changes()
-            except Exception:
-                log.exception("scanning %s", self.apps_dir)
-                continue
-            if (found[0] or found[1] != self.problems) and self._loop is not None:
-                self._loop.call_soon_threadsafe(self._apply, found)
+        """Follow the directory until stopped: the apps inotify says changed, soon; all of
+        them every `scan_interval` seconds."""
+        last_full = time.monotonic()
+        try:
+            batches = watchfiles.watch(
+                self.apps_dir,
+                watch_filter=self._watched,
+                debounce=200,
+                step=50,
+                stop_event=self._stop,
+                rust_timeout=max(50, int(self.opts.scan_interval * 1000)),
+                yield_on_timeout=True,
+                raise_interrupt=False,
+            )
+            for batch in batches:
+                names = {self._app_of(path) for _, path in batch} - {None}
+                if time.monotonic() - last_full >= self.opts.scan_interval:
+                    last_full = time.monotonic()
+                    self._rescan(None)
+                elif names:
+                    self._rescan({n for n in names if n is not None})
+        except Exception:  # e.g. no inotify: poll instead
+            log.warning("cannot follow %s; rescanning it every %s s", self.apps_dir,
+                        self.opts.scan_interval, exc_info=True)  # fmt: skip
+            while not self._stop.wait(self.opts.scan_interval):
+                self._rescan(None)
+
+    def _rescan(self, only: set[str] | None) -> None:
+        try:
+            found = self._changes(only)
+        except Exception:
+            log.exception("scanning %s", self.apps_dir)
+            return
+        if (found[0] or found[1] != self.problems) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._apply, found)
+
+    def _app_of(self, path: str) -> str | None:
+        """The app a changed path belongs to (its first part under the apps directory)."""
+        try:
+            name = Path(path).relative_to(self.apps_dir).parts[0]
+        except (ValueError, IndexError):
+            return None
+        return None if name.startswith(".") else name
+
+    def _watched(self, _change: watchfiles.Change, path: str) -> bool:
+        return self._app_of(path) is not None  # not the state directory, nor hidden files
 
     # -- building --------------------------------------------------------------------------
     def _build(self, version: AppVersion) -> RunningApp:

@@ -64,17 +64,26 @@ def scan(apps_dir: Path) -> tuple[dict[str, AppSource], dict[str, str]]:
     for entry in entries:
         if entry.name.startswith(".") or not entry.is_dir():
             continue
-        if (why := name_error(entry.name)) is not None:
-            problems[entry.name] = why
-            continue
-        source = _definition(entry.name, Path(entry.path))
-        if source is None:
-            problems[entry.name] = (
-                f"no {MANIFEST_FILE}, locked-app JSON or {REFERENCE_FILE} file in {entry.path}"
-            )
-        else:
-            apps[entry.name] = source
+        found = scan_one(apps_dir, entry.name)
+        if isinstance(found, AppSource):
+            apps[entry.name] = found
+        elif found is not None:
+            problems[entry.name] = found
     return apps, problems
+
+
+def scan_one(apps_dir: Path, name: str) -> AppSource | str | None:
+    """The app `name` under `apps_dir`, why that directory is no app, or None if it is gone
+    (or hidden: `.state` and the like are no apps)."""
+    directory = apps_dir / name
+    if name.startswith(".") or not directory.is_dir():
+        return None
+    if (why := name_error(name)) is not None:
+        return why
+    source = _definition(name, directory)
+    if source is None:
+        return f"no {MANIFEST_FILE}, locked-app JSON or {REFERENCE_FILE} file in {directory}"
+    return source
 
 
 def _definition(name: str, directory: Path) -> AppSource | None:
