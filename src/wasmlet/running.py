@@ -43,11 +43,17 @@ class AppOptions:
 
     @property
     def thread_count(self) -> int:
-        # Only `max_running` of them run a guest at a time (gate.py); the others are guests
-        # waiting for I/O or for their turn, which cost little. At most 32: each holds an
-        # instance, and a component's instance can take several of the pooling allocator's
-        # 256 core-instance slots.
-        return self.threads or min(32, max(8, 4 * (os.cpu_count() or 1)))
+        return thread_count(self.threads)
+
+
+def thread_count(threads: int) -> int:
+    """Guests in progress at once per process (`threads`, or 0 for the default).
+
+    Only `max_running` of them run a guest at a time (gate.py); the others are guests waiting
+    for I/O or for their turn, which cost little. At most 32: each holds an instance, and a
+    component's instance can take several of the pooling allocator's 256 core-instance
+    slots."""
+    return threads or min(32, max(8, 4 * (os.cpu_count() or 1)))
 
 
 @dataclass

@@ -34,7 +34,7 @@ import watchfiles
 from ..engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings, Limits
 from ..errors import WasmletError
 from ..locked import LockedApp, read_content
-from ..running import AppOptions, RunningApp, Shared, build_app
+from ..running import AppOptions, RunningApp, Shared, build_app, thread_count
 from ..runtime_config import load_runtime_config
 from ..trigger.http.app import DEFAULT_MAX_BODY
 from .apps import AppVersion, BuildFailed
@@ -75,7 +75,7 @@ class HostOptions:
 
     @property
     def thread_count(self) -> int:
-        return AppOptions(threads=self.threads).thread_count
+        return thread_count(self.threads)
 
     @property
     def app_concurrency(self) -> int:
@@ -115,6 +115,7 @@ class AppHost:
         self.origin = origin
         self.port = origin.rsplit(":", 1)[-1]
         self.shared = Shared.create(opts.engine, opts.thread_count, opts.max_running)
+        self.app_concurrency = opts.app_concurrency  # (a property: not per request)
         self.versions: dict[str, AppVersion] = {}  # the current version of each app
         self.problems: dict[str, str] = {}  # name -> why it is not served
         self._numbers: dict[str, int] = {}
@@ -360,7 +361,7 @@ class AppHost:
             await _plain(send, 503, f"app {name!r} could not be started (see the host's status)")
             return
         try:
-            async with version.limit(self.opts.app_concurrency):
+            async with version.limit(self.app_concurrency):
                 await running.trigger(scope, receive, send)
         finally:
             version.done()
