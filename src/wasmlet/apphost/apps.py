@@ -30,6 +30,8 @@ class AppVersion:
     number: int  # 1, 2, … per name: how many times it was (re)loaded
     stamp: Stamp  # of the files it was loaded from
     watched: list[Path] = field(default_factory=list)  # those files
+    outside: list[Path] = field(default_factory=list)  # those not under the apps directory
+    outside_stamp: Stamp = ()
     running: RunningApp | None = None
     error: str | None = None  # why it could not be built
     in_flight: int = 0

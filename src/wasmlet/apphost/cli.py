@@ -56,9 +56,9 @@ def register(subparsers: Any) -> None:
         type=seconds,
         default=10.0,
         metavar="SECONDS",
-        help="how often every app is looked at again, for changes inotify cannot report: "
-        "files outside the apps directory, file systems without inotify; changes inside it "
-        "take effect within a second (default: %(default)s)",
+        help="how often the files apps are made of outside the apps directory are looked "
+        "at (and everything, where inotify is not available); changes inside it take effect "
+        "within a second (default: %(default)s)",
     )
     host.add_argument(
         "--max-app-concurrency",

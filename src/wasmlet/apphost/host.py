@@ -11,14 +11,15 @@ soon as its app is loaded, so no first request waits for a compile.
 
 A watcher thread follows the directory (inotify, through watchfiles): an app added, changed
 or removed takes effect on the event loop within a second, without a restart; requests in
-flight finish on the version they started on. Every `scan_interval` seconds it also rescans
-everything, for what inotify cannot see (a component file outside the app's directory, a
-file system without inotify).
+flight finish on the version they started on. Every `scan_interval` seconds it also looks at
+the files apps are made of outside the directory (a component referenced by absolute path),
+which inotify does not follow; without inotify, it rescans everything that often.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import threading
@@ -71,7 +72,7 @@ class HostOptions:
     max_body: int = DEFAULT_MAX_BODY
     precompile: bool = False
     insecure: bool = False  # pull `reference` apps over plain HTTP
-    scan_interval: float = 10.0  # full rescans; changes inside the directory come by inotify
+    scan_interval: float = 10.0  # files outside the directory (inside: inotify, at once)
 
     @property
     def thread_count(self) -> int:
@@ -216,7 +217,10 @@ class AppHost:
             return f"{type(e).__name__}: {e}"
         watched = watched_files(source, app)
         number = self._numbers[source.name] = self._numbers.get(source.name, 0) + 1
-        return AppVersion(source, app, number, before + stamp(watched[len(before) :]), watched)
+        version = AppVersion(source, app, number, before + stamp(watched[len(before) :]), watched)
+        version.outside = [p for p in watched if not p.is_relative_to(self.apps_dir)]
+        version.outside_stamp = stamp(version.outside)
+        return version
 
     def _precompile(self, app: LockedApp) -> None:
         """Compile every component into the engine's cache (the first request maps it)."""
@@ -231,6 +235,7 @@ class AppHost:
     def _apply(self, found: tuple[dict[str, AppVersion | None], dict[str, str]]) -> None:
         """Install what `_changes` found (on the event loop once serving)."""
         changes, problems = found
+        _settle()
         for name, version in changes.items():
             old = self.versions.pop(name, None)
             if version is not None:
@@ -245,8 +250,9 @@ class AppHost:
         self.problems = problems
 
     def _watch(self) -> None:
-        """Follow the directory until stopped: the apps inotify says changed, soon; all of
-        them every `scan_interval` seconds."""
+        """Follow the directory until stopped: the apps inotify says changed, soon; those
+        made of files outside the directory (which inotify does not follow) every
+        `scan_interval` seconds. Without inotify, everything every `scan_interval` seconds."""
         last_full = time.monotonic()
         try:
             batches = watchfiles.watch(
@@ -260,12 +266,12 @@ class AppHost:
                 raise_interrupt=False,
             )
             for batch in batches:
-                names = {self._app_of(path) for _, path in batch} - {None}
+                names = {n for _, path in batch if (n := self._app_of(path)) is not None}
                 if time.monotonic() - last_full >= self.opts.scan_interval:
                     last_full = time.monotonic()
-                    self._rescan(None)
-                elif names:
-                    self._rescan({n for n in names if n is not None})
+                    names |= self._changed_outside()
+                if names:
+                    self._rescan(names)
         except Exception:  # e.g. no inotify: poll instead
             log.warning("cannot follow %s; rescanning it every %s s", self.apps_dir,
                         self.opts.scan_interval, exc_info=True)  # fmt: skip
@@ -280,6 +286,15 @@ class AppHost:
             return
         if (found[0] or found[1] != self.problems) and self._loop is not None:
             self._loop.call_soon_threadsafe(self._apply, found)
+
+    def _changed_outside(self) -> set[str]:
+        """The apps whose files outside the apps directory changed (a stat of each such file
+        only: a full scan of 10,000 apps would take the GIL for a quarter of a second)."""
+        return {
+            name
+            for name, version in list(self.versions.items())
+            if version.outside and stamp(version.outside) != version.outside_stamp
+        }
 
     def _app_of(self, path: str) -> str | None:
         """The app a changed path belongs to (its first part under the apps directory)."""
@@ -309,7 +324,9 @@ class AppHost:
         )
         self_host = f"{source.name}.localhost:{self.port}"
         try:
-            return build_app(version.app, opts, self.origin, self.shared, self_host)
+            running = build_app(version.app, opts, self.origin, self.shared, self_host)
+            _settle()
+            return running
         except WasmletError as e:
             log.error("app %s: %s", source.name, e)
             raise
@@ -379,6 +396,14 @@ class AppHost:
             await _send(send, 200, "application/json", json.dumps(body, indent=1).encode())
         else:
             await _plain(send, 404, "")
+
+
+def _settle() -> None:
+    """Move what exists now (thousands of loaded apps) out of the garbage collector's sight:
+    its full collections would otherwise walk them all, pausing requests (measured: p99 of one
+    busy app among 10,000 idle ones 7.7 ms, 3.2 ms frozen). What is frozen is still freed by
+    reference counting when an app goes; only reference cycles among it stay."""
+    gc.freeze()
 
 
 async def _plain(send: Send, status: int, text: str) -> None:
