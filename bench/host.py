@@ -88,6 +88,9 @@ def main() -> None:
     parser.add_argument("--kind", choices=["hello", "wagi"], default="hello")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=2, help="alternating wrk rounds")
+    parser.add_argument(
+        "--host-arg", action="append", default=[], help="an extra `wasmlet host` argument"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     wasm = ROOT / "examples/hello/hello.wasm" if args.kind == "wagi" else resolve_component("hello")
@@ -102,7 +105,7 @@ def main() -> None:
         host_cmd = [
             sys.executable, "-m", "wasmlet.cli", "host", "--apps", str(apps), "--precompile",
             "--listen", f"127.0.0.1:{port}", "--cache-dir", str(tmp / "cache"),
-            "--log-level", "error",
+            "--log-level", "error", *args.host_arg,
         ]  # fmt: skip
         proc, load = start(host_cmd, port)
         try:

@@ -125,6 +125,10 @@ class AppHost:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Fewer, larger young collections: a host holds many long-lived objects, and every
+        # collection of the older generations walks them (measured with 10,000 apps: one busy
+        # app's throughput 0.91-1.01x of `wasmlet up` with these, 0.77-0.95x without).
+        gc.set_threshold(50_000, 20, 100)
         self._apply(self._changes())  # the first load, before anything is served
 
     # -- Served ----------------------------------------------------------------------------
