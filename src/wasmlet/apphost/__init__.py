@@ -1,5 +1,16 @@
-"""`wasmlet host`: many apps in one process, picked by the request's Host (see host.py)."""
+"""Many apps in one process, picked by the request's Host: the shared part (`host.py`), and
+`wasmlet host`, the apps of a directory (`directory.py`)."""
 
-from .host import AppHost, HostOptions, HostTarget, app_name
+from .apps import AppVersion
+from .directory import DirectoryHost, HostTarget
+from .host import AppHost, Changes, HostOptions, host_labels
 
-__all__ = ["AppHost", "HostOptions", "HostTarget", "app_name"]
+__all__ = [
+    "AppHost",
+    "AppVersion",
+    "Changes",
+    "DirectoryHost",
+    "HostOptions",
+    "HostTarget",
+    "host_labels",
+]

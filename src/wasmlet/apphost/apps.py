@@ -1,6 +1,6 @@
-"""One version of a hosted app: loaded (its locked app) until the first request builds it,
-then serving; retired when its source changes or goes, and closed once its last request is
-done, so a changed app finishes old requests on the old version."""
+"""One version of a hosted app: loaded (its locked app and how to run it) until the first
+request builds it, then serving; retired when its source changes or goes, and closed once its
+last request is done, so a changed app finishes old requests on the old version."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from ..locked import LockedApp
-from ..running import RunningApp
-from .sources import AppSource, Stamp
+from ..running import AppOptions, RunningApp
 
 log = logging.getLogger("wasmlet.host")
 
@@ -25,13 +23,12 @@ class BuildFailed(Exception):
 
 @dataclass(eq=False)
 class AppVersion:
-    source: AppSource
+    name: str  # how requests find it
     app: LockedApp
-    number: int  # 1, 2, … per name: how many times it was (re)loaded
-    stamp: Stamp  # of the files it was loaded from
-    watched: list[Path] = field(default_factory=list)  # those files
-    outside: list[Path] = field(default_factory=list)  # those not under the apps directory
-    outside_stamp: Stamp = ()
+    options: AppOptions  # how it runs (its state, variables, runtime config, limits)
+    source: str  # where it came from, for the status
+    number: int = 1  # 1, 2, … per name: how many times it was (re)loaded
+    self_host: str | None = None  # the Host its relative requests carry
     running: RunningApp | None = None
     error: str | None = None  # why it could not be built
     in_flight: int = 0
@@ -39,10 +36,6 @@ class AppVersion:
     retired: bool = False
     _building: asyncio.Future[RunningApp] | None = None
     _limit: asyncio.Semaphore | None = None
-
-    @property
-    def name(self) -> str:
-        return self.source.name
 
     @property
     def status(self) -> str:
@@ -99,7 +92,7 @@ class AppVersion:
             "name": self.name,
             "status": self.status,
             "version": self.number,
-            "source": str(self.source.path),
+            "source": self.source,
             "requests": self.requests,
             "in_flight": self.in_flight,
         }

@@ -10,7 +10,8 @@ from ..argtypes import positive_int, seconds, serving_options
 from ..engine import EngineSettings
 from ..logs import configure_logging
 from ..trigger.http.server import ServeOptions, serve_target
-from .host import STATUS_PATH, HostOptions, HostTarget
+from .directory import HostTarget
+from .host import STATUS_PATH, HostOptions
 
 EPILOG = f"""\
 layout (one sub-directory per app; its name is the first label of the Host it answers):
