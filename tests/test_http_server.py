@@ -174,6 +174,25 @@ def test_health_and_info(server: Server) -> None:
     assert json.loads(r.text) == {"name": "testbed-app", "version": "1.2.3"}
 
 
+def test_load_counts_the_apps_requests_in_flight(server: Server) -> None:
+    def load() -> dict[str, int]:
+        r = server.get("/.well-known/wasmlet/load")
+        assert r.headers["content-type"] == "application/json"
+        return r.json()  # type: ignore[no-any-return]
+
+    before = load()
+    assert load()["requests"] == before["requests"]  # it does not count itself
+    t = threading.Thread(target=lambda: server.get("/t/x?mode=loop"))  # 1 s, then 500
+    t.start()
+    deadline = time.monotonic() + 5
+    while load()["in_flight"] < 1:
+        assert time.monotonic() < deadline, "the looping request never showed"
+        time.sleep(0.02)
+    t.join(10)
+    after = load()
+    assert after["in_flight"] == 0 and after["requests"] >= before["requests"] + 1
+
+
 def test_post_body_reaches_stdin(server: Server) -> None:
     body = bytes(range(256)) * 400  # 100 KiB, every byte value
     r = server.request("POST", "/t/echo?mode=echo", content=body)

@@ -37,6 +37,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 WELL_KNOWN = "/.well-known/spin/"
+LOAD_PATH = "/.well-known/wasmlet/load"  # this process's requests in flight and served
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 
 
@@ -145,6 +146,8 @@ class HttpTrigger:
         self.pool = pool
         self.max_body = max_body
         self.gate = gate  # how many guests run at once (see gate.py)
+        self.in_flight = 0  # the app's requests being answered now (not /.well-known/ ones)
+        self.requests = 0  # … and since start
         self.router: Router[Handler] = Router()
         for trigger in self.app.triggers_of("http"):
             route = trigger.trigger_config.get("route")
@@ -162,9 +165,19 @@ class HttpTrigger:
             return
         if scope["type"] != "http":
             return
-        response = await self._respond(scope, receive, send)
-        if response is not None:
-            await _send_response(response, send, _trailers_accepted(scope))
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1").split("?", 1)[0]
+        if path.startswith(WELL_KNOWN) or path == LOAD_PATH:
+            await _send_response(self._well_known(path), send)
+            return
+        self.in_flight += 1
+        self.requests += 1
+        try:
+            response = await self._respond(scope, path, receive, send)
+            if response is not None:
+                await _send_response(response, send, _trailers_accepted(scope))
+        finally:
+            self.in_flight -= 1
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -175,12 +188,10 @@ class HttpTrigger:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> HttpResponse | None:
+    async def _respond(
+        self, scope: Scope, path: str, receive: Receive, send: Send
+    ) -> HttpResponse | None:
         """The response to send, or None when it was streamed already."""
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        path = raw_path.decode("latin-1").split("?", 1)[0]
-        if path.startswith(WELL_KNOWN):
-            return self._well_known(path)
         found = self.router.match(path)
         if found is None:
             return HttpResponse(404)
@@ -309,4 +320,9 @@ class HttpTrigger:
             return HttpResponse(200, [("content-type", "text/plain")], b"OK")
         if path == WELL_KNOWN + "info":
             return HttpResponse(200, [("content-type", "application/json")], self._info)
+        if path == LOAD_PATH:  # what an autoscaler samples (the wasmlet activator)
+            load = {"in_flight": self.in_flight, "requests": self.requests}
+            return HttpResponse(
+                200, [("content-type", "application/json")], json.dumps(load).encode()
+            )
         return HttpResponse(404)
