@@ -43,14 +43,14 @@ def size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def serving_options(parser: argparse.ArgumentParser) -> None:
-    """The options of every command that serves HTTP (`up`, `host`)."""
+def serving_options(parser: argparse.ArgumentParser, listen: str | None = None) -> None:
+    """The options of every command that serves HTTP (`up`, `host`, `kube activator`)."""
     parser.add_argument(
         "-k", "--insecure", action="store_true", help="pull from the registry over plain HTTP"
     )
     parser.add_argument(
         "--listen",
-        default=os.environ.get("SPIN_HTTP_LISTEN_ADDR", "127.0.0.1:3000"),
+        default=listen or os.environ.get("SPIN_HTTP_LISTEN_ADDR", "127.0.0.1:3000"),
         metavar="ADDR",
         help="address to listen on (default: %(default)s)",
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ class AppVersion:
     in_flight: int = 0
     requests: int = 0
     retired: bool = False
+    busy: float = 0.0  # seconds of requests in flight, summed over time (load, for scaling)
+    _since: float = 0.0  # when `busy` was last brought up to date
     _building: asyncio.Future[RunningApp] | None = None
     _limit: asyncio.Semaphore | None = None
 
@@ -67,6 +70,23 @@ class AppVersion:
             self._limit = asyncio.Semaphore(concurrency)
         return self._limit
 
+    def begin(self) -> None:
+        """A request of this version starts."""
+        self._account()
+        self.in_flight += 1
+        self.requests += 1
+
+    def busy_seconds(self) -> float:
+        """`busy` up to now: its growth over an interval is the average concurrency."""
+        self._account()
+        return self.busy
+
+    def _account(self) -> None:
+        now = time.monotonic()
+        if self._since:
+            self.busy += self.in_flight * (now - self._since)
+        self._since = now
+
     def retire(self) -> None:
         """A newer version (or none) serves new requests; close once this one is idle."""
         self.retired = True
@@ -75,6 +95,7 @@ class AppVersion:
 
     def done(self) -> None:
         """A request of this version has finished."""
+        self._account()
         self.in_flight -= 1
         if self.retired and self.in_flight == 0:
             self.close()

@@ -64,11 +64,11 @@ class HostOptions:
 
 def host_labels(host: str | None) -> list[str]:
     """The labels of a `Host` (`shop.example.com:3000` → shop, example, com), lower-case;
-    none for a bare name, an IP address or no Host at all."""
+    none for an IP address or no Host at all."""
     if not host:
         return []
     name = host.rsplit(":", 1)[0] if not host.startswith("[") else host
-    if name.startswith("[") or "." not in name or name.replace(".", "").isdigit():
+    if name.startswith("[") or name.replace(".", "").isdigit():
         return []
     return name.lower().split(".")
 
@@ -94,8 +94,11 @@ class AppHost:
 
     # -- what subclasses provide -----------------------------------------------------------
     def find(self, labels: list[str]) -> str | None:
-        """The name of the app a request's Host labels name (default: the first label)."""
-        return labels[0] if labels else None
+        """The name of the app a request's Host labels name (default: the first label; a
+        bare name only if such an app exists)."""
+        if len(labels) == 1 and labels[0] not in self.versions and labels[0] not in self.problems:
+            return None
+        return labels[0]
 
     def watch(self) -> None:
         """Start following the app source (called on the event loop, at startup)."""
@@ -210,9 +213,9 @@ class AppHost:
         labels = host_labels(host.decode("latin-1"))
         name = self.find(labels) if labels else None
         if name is None:
-            if labels:
+            if len(labels) > 1:  # `<name>.<domain>` naming no app
                 await _plain(send, 404, "")
-            else:
+            else:  # an address, or a bare name such as localhost: the host itself
                 await self.own(scope, send)
             return
         version = self.versions.get(name)  # (an app whose new version failed: its old one)
@@ -222,8 +225,7 @@ class AppHost:
             else:
                 await _plain(send, 404, "")
             return
-        version.in_flight += 1
-        version.requests += 1
+        version.begin()
         try:
             running = await version.ready(self._build, self._builds)
         except BuildFailed:

@@ -24,6 +24,7 @@ from ..loader import load_app
 from ..locked import LockedApp, url_to_path
 from ..manifest import MANIFEST_FILE
 from ..oci import pull_app
+from ..oci.progress import Quiet
 
 REFERENCE_FILE = "reference"
 RUNTIME_CONFIG_FILE = "runtime-config.toml"
@@ -108,7 +109,7 @@ def load(source: AppSource, insecure: bool = False) -> LockedApp:
     reference = source.path.read_text().strip()
     if not reference:
         raise WasmletError(f"{source.path}: empty: it should name an OCI reference")
-    app, _home = pull_app(reference, insecure=insecure)
+    app, _home = pull_app(reference, insecure, Quiet())  # (a server: no progress bars)
     return app
 
 

@@ -34,6 +34,7 @@ KINDS: dict[str, Kind] = {
     "Event": Kind("v1", "events"),
     "Namespace": Kind("v1", "namespaces", namespaced=False),
     "ServiceAccount": Kind("v1", "serviceaccounts"),
+    "EndpointSlice": Kind("discovery.k8s.io/v1", "endpointslices"),
     "HorizontalPodAutoscaler": Kind("autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": Kind("keda.sh/v1alpha1", "scaledobjects"),
     "CustomResourceDefinition": Kind(
@@ -166,6 +167,18 @@ class KubeClient:
             name,
             suffix="/status",
             content=json.dumps({"status": status}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+
+    async def scale(self, kind: str, namespace: str, name: str, replicas: int) -> None:
+        """Set the desired replicas through the `/scale` subresource (as HPA and KEDA do)."""
+        await self._call(
+            "PATCH",
+            kind,
+            namespace,
+            name,
+            suffix="/scale",
+            content=json.dumps({"spec": {"replicas": replicas}}),
             headers={"Content-Type": "application/merge-patch+json"},
         )
 

@@ -51,9 +51,11 @@ class PullResult:
     stats: TransferStats
 
 
-def pull_app(ref: str, insecure: bool = False) -> tuple[LockedApp, Path]:
+def pull_app(
+    ref: str, insecure: bool = False, progress: Progress | None = None
+) -> tuple[LockedApp, Path]:
     """Pull `ref` (using the cache) and return its locked app and home directory."""
-    result = pull(ref, insecure=insecure)
+    result = pull(ref, insecure=insecure, progress=progress)
     return result.app, result.home
 
 

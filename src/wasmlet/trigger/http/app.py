@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -148,6 +149,8 @@ class HttpTrigger:
         self.gate = gate  # how many guests run at once (see gate.py)
         self.in_flight = 0  # the app's requests being answered now (not /.well-known/ ones)
         self.requests = 0  # … and since start
+        self.busy = 0.0  # seconds of requests in flight, summed over time
+        self._since = time.monotonic()
         self.router: Router[Handler] = Router()
         for trigger in self.app.triggers_of("http"):
             route = trigger.trigger_config.get("route")
@@ -170,14 +173,22 @@ class HttpTrigger:
         if path.startswith(WELL_KNOWN) or path == LOAD_PATH:
             await _send_response(self._well_known(path), send)
             return
-        self.in_flight += 1
-        self.requests += 1
+        self._account(+1)
         try:
             response = await self._respond(scope, path, receive, send)
             if response is not None:
                 await _send_response(response, send, _trailers_accepted(scope))
         finally:
-            self.in_flight -= 1
+            self._account(-1)
+
+    def _account(self, change: int) -> None:
+        """Requests in flight, and their sum over time (what an autoscaler averages)."""
+        now = time.monotonic()
+        self.busy += self.in_flight * (now - self._since)
+        self._since = now
+        self.in_flight += change
+        if change > 0:
+            self.requests += 1
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -321,7 +332,8 @@ class HttpTrigger:
         if path == WELL_KNOWN + "info":
             return HttpResponse(200, [("content-type", "application/json")], self._info)
         if path == LOAD_PATH:  # what an autoscaler samples (the wasmlet activator)
-            load = {"in_flight": self.in_flight, "requests": self.requests}
+            self._account(0)
+            load = {"in_flight": self.in_flight, "requests": self.requests, "busy": self.busy}
             return HttpResponse(
                 200, [("content-type", "application/json")], json.dumps(load).encode()
             )
