@@ -117,7 +117,8 @@ def main() -> None:
             rss, pss = memory(proc.pid)
             print(f"first request of every app: p50 {first['p50']:.2f} ms, "
                   f"p99 {first['p99']:.2f} ms, mean {first['mean']:.2f} ms; then RSS "
-                  f"{rss:.0f} MiB, PSS {pss:.0f} MiB ({rss * 1024 / args.apps:.0f} KiB per app)")  # fmt: skip
+                  f"{rss:.0f} MiB, PSS {pss:.0f} MiB "
+                  f"({rss * 1024 / args.apps:.0f} KiB per app)")  # fmt: skip
             second = one_pass(port, names)
             print(f"second request of every app: p50 {second['p50']:.2f} ms, "
                   f"p99 {second['p99']:.2f} ms")  # fmt: skip

@@ -49,7 +49,6 @@ def test_a_valid_app_is_admitted() -> None:
         ({"executor": None}, "spec.executor: must name a SpinAppExecutor"),
         ({"executor": "nope"}, "SpinAppExecutor 'nope' does not exist"),
         ({"enableAutoscaling": True, "replicas": 2}, "spec.replicas: must be unset"),
-        ({"replicas": 0}, "spec.replicas: must be at least 1"),
         ({"executor": "external", "podAnnotations": {"a": "b"}}, "spec.podAnnotations"),
         ({"executor": "external", "deploymentAnnotations": {"a": "b"}}, "deploymentAnnotations"),
         ({"invocationLimits": {"memory": "plenty"}}, "spec.invocationLimits.memory"),
@@ -138,6 +137,92 @@ def test_autoscaler_rules(autoscaler: dict[str, Any], expected: str | None) -> N
         assert found == []
     else:
         assert any(expected in e for e in found), found
+
+
+def test_replicas_zero_is_admitted_for_whoever_writes_scale() -> None:
+    """An autoscaler on the SpinApp's /scale (enableAutoscaling false) may write 0, and the
+    activator (type wasmlet) any count: the SpinApp stays admissible afterwards."""
+    assert errors(replicas=0) == []
+    wasmlet = {"type": "wasmlet", "maxReplicas": 3}
+    for replicas in (None, 0, 2, 7):  # 7 > maxReplicas: the operator clamps, never refuses
+        assert errors(enableAutoscaling=True, replicas=replicas, autoscaler=wasmlet) == []
+    # an autoscaler on the Deployment still owns the count there
+    hpa = {"type": "hpa", "maxReplicas": 3, "cpuUtilization": 60}
+    found = errors(**{**AUTOSCALE, "replicas": 2}, autoscaler=hpa)
+    assert any("spec.replicas: must be unset" in e for e in found), found
+    assert errors(**{**AUTOSCALE, "replicas": 0}, autoscaler=hpa) == []  # SpinKube allows 0
+
+
+WASMLET: dict[str, Any] = {"enableAutoscaling": True, "replicas": None}
+
+
+@pytest.mark.parametrize(
+    "autoscaler, expected",
+    [
+        ({"type": "wasmlet", "maxReplicas": 3}, None),
+        ({"type": "wasmlet", "maxReplicas": 0}, None),  # the activator alone serves it
+        (
+            {
+                "type": "wasmlet",
+                "minReplicas": 1,
+                "maxReplicas": 5,
+                "targetConcurrency": 4,
+                "stableWindowSeconds": 30,
+                "panicWindowPercentage": 20,
+                "panicThresholdPercentage": 150,
+                "scaleToZero": {"cooldownPeriodSeconds": 120},
+            },
+            None,
+        ),
+        (
+            {"type": "wasmlet", "minReplicas": 2, "maxReplicas": 1},
+            "spec.autoscaler.maxReplicas: must be at least minReplicas (2)",
+        ),
+        (
+            {"type": "wasmlet", "maxReplicas": 3, "cpuUtilization": 50},
+            "spec.autoscaler.cpuUtilization: not with type: wasmlet",
+        ),
+        (
+            {"type": "wasmlet", "maxReplicas": 3, "memoryUtilization": 50},
+            "spec.autoscaler.memoryUtilization: not with type: wasmlet",
+        ),
+        (
+            {"type": "wasmlet", "maxReplicas": 3, "triggers": [{"type": "prometheus"}]},
+            "spec.autoscaler.triggers: not with type: wasmlet",
+        ),
+        (
+            {"type": "hpa", "maxReplicas": 3, "cpuUtilization": 60, "targetConcurrency": 5},
+            "spec.autoscaler.targetConcurrency: only for type: wasmlet",
+        ),
+        (
+            {"type": "keda", "maxReplicas": 3, "cpuUtilization": 60, "stableWindowSeconds": 30},
+            "spec.autoscaler.stableWindowSeconds: only for type: wasmlet",
+        ),
+        ({"type": "wasmlet", "maxReplicas": 3, "targetConcurrency": 0}, "targetConcurrency"),
+        ({"type": "wasmlet", "maxReplicas": 3, "stableWindowSeconds": 5}, "stableWindowSeconds"),
+        (
+            {"type": "wasmlet", "maxReplicas": 3, "panicWindowPercentage": 101},
+            "panicWindowPercentage",
+        ),
+        (
+            {"type": "wasmlet", "maxReplicas": 3, "panicThresholdPercentage": 100},
+            "panicThresholdPercentage",
+        ),
+    ],
+)
+def test_wasmlet_autoscaler_rules(autoscaler: dict[str, Any], expected: str | None) -> None:
+    found = errors(**WASMLET, autoscaler=autoscaler)
+    if expected is None:
+        assert found == []
+    else:
+        assert any(expected in e for e in found), found
+
+
+def test_wasmlet_needs_enable_autoscaling_and_an_executor_with_deployments() -> None:
+    found = errors(autoscaler={"type": "wasmlet", "maxReplicas": 3})
+    assert found == ["spec.autoscaler: needs enableAutoscaling: true"]  # replicas may stay
+    found = errors(**WASMLET, executor="external", autoscaler={"type": "wasmlet", "maxReplicas": 3})
+    assert any("creates no Deployment" in e for e in found), found
 
 
 def test_autoscaler_needs_enable_autoscaling_and_resources() -> None:

@@ -187,6 +187,15 @@ def test_install_prints_valid_manifests(capsys: pytest.CaptureFixture[str]) -> N
     } <= set(kinds)
     unchecked = [o["kind"] for o in objs if not validate(o)]
     assert unchecked == ["Issuer", "Certificate"]  # cert-manager: no schema offline
+    names = [(o["kind"], o["metadata"]["name"]) for o in objs]
+    activator = [(kind, name) for kind, name in names if name == "wasmlet-activator"]
+    assert activator == [
+        ("ServiceAccount", "wasmlet-activator"),
+        ("ClusterRole", "wasmlet-activator"),
+        ("ClusterRoleBinding", "wasmlet-activator"),
+        ("Deployment", "wasmlet-activator"),
+        ("Service", "wasmlet-activator"),
+    ]
 
 
 def test_install_without_webhooks(capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,6 +207,64 @@ def test_install_without_webhooks(capsys: pytest.CaptureFixture[str]) -> None:
     assert container["image"] == "me/op:1"
     assert container["args"][:3] == ["kube", "operator", "--all-namespaces"]
     assert "--webhook-port" not in container["args"]
+    activator = next(o for o in objs if o["metadata"]["name"] == "wasmlet-activator")
+    assert activator  # still installed without webhooks
+    deployments = [o for o in objs if o["kind"] == "Deployment"]
+    assert {
+        c["image"] for d in deployments for c in d["spec"]["template"]["spec"]["containers"]
+    } == {"me/op:1"}
+
+
+def test_install_without_the_activator(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run_cli(capsys, "kube", "install", "--no-activator")
+    assert not [o for o in docs(out) if "wasmlet-activator" in str(o["metadata"])]
+    _, out, _ = run_cli(capsys, "kube", "install")
+    assert [o for o in docs(out) if "wasmlet-activator" in str(o["metadata"])]
+
+
+def test_activator_deployment_and_service() -> None:
+    from wasmlet.kube import ACTIVATOR_NAME, ACTIVATOR_PORT, DEFAULT_IMAGE
+
+    dep = install.activator_deployment()
+    assert dep["metadata"] == {
+        "name": ACTIVATOR_NAME,
+        "namespace": "wasmlet-system",
+        "labels": {
+            "app.kubernetes.io/name": ACTIVATOR_NAME,
+            "app.kubernetes.io/part-of": "wasmlet",
+        },
+    }
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == ACTIVATOR_NAME
+    [container] = pod["containers"]
+    assert container["image"] == DEFAULT_IMAGE
+    assert container["args"] == ["kube", "activator", "--listen", "0.0.0.0:8080"]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": ACTIVATOR_PORT, "protocol": "TCP"}
+    ]
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": "/.well-known/spin/health",
+        "port": ACTIVATOR_PORT,
+    }
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert container["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
+    # a read-only root: the compile cache and the apps' state live on emptyDirs
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {env["WASMLET_CACHE_DIR"]["value"], "/tmp"} <= mounts
+    # the selector matches the pods, and only the activator's (not the operator's)
+    selector = dep["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    operator_labels = install.operator_deployment()["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= operator_labels.items()
+    svc = install.activator_service()
+    assert svc["spec"]["selector"] == selector
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": ACTIVATOR_PORT, "targetPort": "http", "protocol": "TCP"}
+    ]
+    for obj in install.activator_objects():
+        validate(obj)
 
 
 def test_rbac_is_least_privilege() -> None:
@@ -209,6 +276,41 @@ def test_rbac_is_least_privilege() -> None:
     assert by_resource["configmaps"] == {"get"}
     assert by_resource["pods"] == {"list", "watch"}
     assert "update" not in by_resource["spinapps"]
+    assert by_resource["endpointslices"] == {"get", "list", "watch", "create", "patch", "delete"}
+    # the activator: read the apps and what they reference, write only their /scale
+    activator = install.activator_cluster_role()["rules"]
+    assert {
+        (g, r): set(rule["verbs"])
+        for rule in activator
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    } == {
+        ("core.spinkube.dev", "spinapps"): {"get", "list", "watch"},
+        ("core.spinkube.dev", "spinapps/scale"): {"get", "update", "patch"},
+        ("", "secrets"): {"get"},
+        ("", "configmaps"): {"get"},
+        ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
+        ("", "events"): {"create"},
+    }
+    binding = install.activator_cluster_role_binding()
+    assert binding["roleRef"]["name"] == "wasmlet-activator"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "wasmlet-activator", "namespace": "wasmlet-system"}
+    ]
+
+
+def test_operator_knows_the_activator_namespace() -> None:
+    from wasmlet.cli import build_parser
+
+    [container] = install.operator_deployment()["spec"]["template"]["spec"]["containers"]
+    assert {
+        "name": "POD_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    } in container["env"]
+    args = build_parser().parse_args(["kube", "operator"])
+    assert args.activator_namespace == "wasmlet-system"
+    args = build_parser().parse_args(["kube", "operator", "--activator-namespace", "x"])
+    assert args.activator_namespace == "x"
 
 
 def test_webhook_paths_are_the_kopf_handler_ids() -> None:
@@ -253,7 +355,9 @@ def _kustomize_structure(directory: Path, seen: set[Path]) -> list[dict[str, Any
     return objs
 
 
-@pytest.mark.parametrize("variant", ["default", "without-webhooks", "samples", "runtimeclass"])
+@pytest.mark.parametrize(
+    "variant", ["default", "without-webhooks", "activator", "samples", "runtimeclass"]
+)
 def test_kustomize_bases(variant: str) -> None:
     objs = _kustomize_structure(DEPLOY / variant, set())
     assert objs
@@ -332,3 +436,7 @@ def test_dockerfile_installs_wasmlet_with_wasmlet_entrypoint() -> None:
     dep = install.operator_deployment(webhooks=True)
     op_args = build_parser().parse_args(dep["spec"]["template"]["spec"]["containers"][0]["args"])
     assert op_args.webhook_port == 9443
+    # and the activator's
+    dep = install.activator_deployment()
+    act_args = build_parser().parse_args(dep["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert (act_args.kube_command, act_args.listen) == ("activator", "0.0.0.0:8080")

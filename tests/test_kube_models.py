@@ -67,10 +67,14 @@ def test_spinapp_crd_has_spinkube_columns_and_scale_subresource() -> None:
     spinapp = crds()[0]
     version = spinapp["spec"]["versions"][0]
     assert spinapp["metadata"]["name"] == "spinapps.core.spinkube.dev"
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns if not c.get("priority")] == [
         "Ready",
         "Desired",
         "Executor",
+    ]
+    assert [(c["name"], c["jsonPath"]) for c in columns if c.get("priority")] == [
+        ("Served-By", ".status.servedBy")  # `kubectl get -o wide` only
     ]
     assert version["subresources"]["status"] == {}
     assert version["subresources"]["scale"] == {
@@ -117,9 +121,48 @@ def test_spinapp_crd_has_spinkube_columns_and_scale_subresource() -> None:
     assert probe["failureThreshold"]["default"] == 3
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert {"conditions", "activeScheduler", "readyReplicas", "replicas", "selector"} <= set(status)
+    assert status["servedBy"]["enum"] == ["activator", "pods"]
+    assert status["servedBySince"] == {
+        "type": "string",
+        "format": "date-time",
+        "description": "wasmlet: when servedBy last changed (RFC 3339).",
+    }
     # embedded core types carry the real Kubernetes schema
     container = spec["properties"]["containers"]["items"]
     assert "image" in container["properties"] and "ports" in container["properties"]
+
+
+def test_wasmlet_autoscaler_fields_have_bounds_but_no_crd_default() -> None:
+    """Defaults of type-specific fields stay out of the CRD, else the API server would write
+    them into every hpa/keda autoscaler; the model (and the activator) still has them."""
+    spec = crds()[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    auto = spec["properties"]["autoscaler"]["properties"]
+    assert auto["type"]["enum"] == ["hpa", "keda", "wasmlet"]
+    bounds = {
+        "targetConcurrency": (1, None, 10),
+        "stableWindowSeconds": (6, 3600, 60),
+        "panicWindowPercentage": (1, 100, 10),
+        "panicThresholdPercentage": (110, 1000, 200),
+    }
+    parsed = SpinApp.model_validate(
+        {"spec": {"image": "x", "autoscaler": {"type": "wasmlet", "maxReplicas": 1}}}
+    ).spec.autoscaler
+    for field, (low, high, default) in bounds.items():
+        assert "default" not in auto[field], field
+        assert auto[field]["minimum"] == low and auto[field].get("maximum") == high, field
+        assert f"(default {default})" in auto[field]["description"], field
+        assert parsed is not None and getattr(parsed, _snake(field)) == default, field
+    assert parsed.min_replicas is None  # type-dependent: 1 for hpa/keda, 0 for wasmlet
+    assert auto["maxReplicas"]["minimum"] == 0
+    # the CRD refuses out-of-range values
+    doc = next(d for d in samples() if d["metadata"]["name"] == "scale-to-zero")
+    doc["spec"]["autoscaler"]["panicThresholdPercentage"] = 100
+    with pytest.raises(ValueError, match="panicThresholdPercentage"):
+        validate_custom_resource(doc)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def test_executor_crd_keeps_spinkube_json_names() -> None:

@@ -29,6 +29,9 @@ CR = "/apis/core.spinkube.dev/v1alpha1/namespaces/default"
 CORE = "/api/v1/namespaces/default"
 APPS = "/apis/apps/v1/namespaces/default"
 KEDA_PATH = "/apis/keda.sh/v1alpha1/namespaces/default/scaledobjects/hello-autoscaler"
+DISCOVERY = "/apis/discovery.k8s.io/v1/namespaces"
+SLICE = f"{DISCOVERY}/default/endpointslices/hello-wasmlet"
+GRACE = 1.0  # the operator's scale-down grace in these tests (5 s by default)
 
 
 def free_port() -> int:
@@ -85,6 +88,7 @@ async def cluster() -> AsyncIterator[Cluster]:
             server=url,
             retry_delay=0.3,
             webhook=kopf.WebhookServer(addr="127.0.0.1", port=port, insecure=True),
+            scale_down_grace=GRACE,
         )
         # kopf's shutdown cancels every task started after it, so it gets its own thread/loop
         stop, ready = threading.Event(), threading.Event()
@@ -467,3 +471,295 @@ async def test_list_label_selectors_are_filtered_by_the_server() -> None:
             assert {r.params.get("labelSelector") for r in api["list"]} >= {"app=x", "!tier"}
         finally:
             await client.close()
+
+
+# -- scale to zero with the activator (autoscaler type wasmlet) ------------------------------
+
+
+def endpoint_slice(
+    service: str,
+    namespace: str,
+    name: str,
+    *ips: str,
+    port: int = 80,
+    port_name: str = "http",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An EndpointSlice as Kubernetes' EndpointSlice controller writes it for a Service (it
+    copies the Service's labels onto it)."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                **(labels or {}),
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
+        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+    }
+
+
+def activator_slice(*ips: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "wasmlet-activator"}
+    return endpoint_slice(
+        "wasmlet-activator",
+        "wasmlet-system",
+        "wasmlet-activator-x1",
+        *ips,
+        port=8080,
+        labels=labels,
+    )
+
+
+def pods_slice(*ips: str) -> dict[str, Any]:
+    labels = {"core.spinkube.dev/app-name": "hello", "app.kubernetes.io/component": "pods"}
+    return endpoint_slice(
+        "hello-pods", "default", "hello-pods-x1", *ips, port_name="http-app", labels=labels
+    )
+
+
+def wasmlet_app(**spec: Any) -> dict[str, Any]:
+    app = spinapp(enableAutoscaling=True, autoscaler={"type": "wasmlet", "maxReplicas": 3}, **spec)
+    if "replicas" not in spec:
+        del app["spec"]["replicas"]
+    return app
+
+
+async def routed(cluster: Cluster) -> tuple[list[str], int] | None:
+    """The addresses and port of Service hello's one EndpointSlice."""
+    found = await cluster.get(SLICE)
+    if found is None:
+        return None
+    return [a for e in found["endpoints"] for a in e["addresses"]], found["ports"][0]["port"]
+
+
+async def replicas(cluster: Cluster) -> int | None:
+    dep = await cluster.get(f"{APPS}/deployments/hello")
+    return None if dep is None else dep["spec"].get("replicas")
+
+
+async def served_by(cluster: Cluster) -> str | None:
+    app = await cluster.get(f"{CR}/spinapps/hello")
+    return ((app or {}).get("status") or {}).get("servedBy")
+
+
+def assert_proxy_before_zero(cluster: Cluster, since: int) -> None:
+    """In the API server's request log (from the `since`-th PATCH on): the slice was applied
+    pointing at the activator before the Deployment was applied with zero replicas."""
+    writes = [
+        (r.resource.plural, r.name, r.data)
+        for r in list(cluster.api["patch"])[since:]
+        if "apply-patch" in r.headers.get("Content-Type", "")
+    ]
+    to_proxy = [
+        i
+        for i, (res, name, body) in enumerate(writes)
+        if (res, name) == ("endpointslices", "hello-wasmlet") and body["ports"][0]["port"] == 8080
+    ]
+    to_zero = [
+        i
+        for i, (res, name, body) in enumerate(writes)
+        if (res, name) == ("deployments", "hello") and body["spec"]["replicas"] == 0
+    ]
+    assert to_proxy and to_zero and to_proxy[0] < to_zero[0], writes
+
+
+async def test_wasmlet_serve_and_proxy_flip_in_order(cluster: Cluster) -> None:
+    loop = asyncio.get_running_loop()
+    await cluster.call("POST", f"{CR}/spinappexecutors", executor())
+    await cluster.call(
+        "POST", f"{DISCOVERY}/wasmlet-system/endpointslices", activator_slice("10.0.0.5")
+    )
+    await cluster.call("POST", f"{CR}/spinapps", wasmlet_app())
+
+    # at zero pods: Service hello has no selector, its slice points at the activator
+    assert await cluster.wait(lambda: _is(routed(cluster), (["10.0.0.5"], 8080)))
+    svc = await cluster.wait(lambda: cluster.get(f"{CORE}/services/hello"))  # after the slice
+    assert "selector" not in svc["spec"]
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "protocol": "TCP"}]
+    pods_svc = await cluster.get(f"{CORE}/services/hello-pods")
+    assert pods_svc is not None
+    assert pods_svc["spec"]["selector"] == {"core.spinkube.dev/app.hello.status": "ready"}
+    assert pods_svc["metadata"]["labels"]["app.kubernetes.io/component"] == "pods"
+    assert await replicas(cluster) == 0
+    assert await cluster.wait(lambda: _is(served_by(cluster), "activator"))
+    assert (
+        await cluster.get(
+            "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/hello-autoscaler"
+        )
+        is None
+    )
+
+    # the activator's endpoints change: slices in proxy mode follow
+    await cluster.merge(
+        f"{DISCOVERY}/wasmlet-system/endpointslices/wasmlet-activator-x1",
+        {"endpoints": activator_slice("10.0.0.5", "10.0.0.6")["endpoints"]},
+    )
+    assert await cluster.wait(lambda: _is(routed(cluster), (["10.0.0.5", "10.0.0.6"], 8080)))
+
+    # load: the activator asks for pods through /scale; the Deployment scales first and the
+    # slice stays on the activator until a pod is ready
+    await cluster.merge(f"{CR}/spinapps/hello/scale", {"spec": {"replicas": 2}})
+    assert await cluster.wait(lambda: _is(replicas(cluster), 2))
+    await asyncio.sleep(0.3)
+    assert await routed(cluster) == (["10.0.0.5", "10.0.0.6"], 8080)
+    assert await served_by(cluster) == "activator"
+
+    # a pod is ready (Kubernetes writes it into hello-pods' slice): serve mode
+    await cluster.call("POST", f"{DISCOVERY}/default/endpointslices", pods_slice("10.1.0.7"))
+    assert await cluster.wait(lambda: _is(routed(cluster), (["10.1.0.7"], 80)))
+    assert await cluster.wait(lambda: _is(served_by(cluster), "pods"))
+    assert await replicas(cluster) == 2
+
+    # idle: /scale to 0 moves the traffic to the activator first, the pods go after the grace
+    mark = len(cluster.api["patch"])
+    asked = loop.time()  # the flip comes after this, the Deployment's zero GRACE after that
+    await cluster.merge(f"{CR}/spinapps/hello/scale", {"spec": {"replicas": 0}})
+    assert await cluster.wait(lambda: _is(routed(cluster), (["10.0.0.5", "10.0.0.6"], 8080)))
+    assert await cluster.wait(lambda: _is(served_by(cluster), "activator"))
+    assert await cluster.wait(lambda: _is(replicas(cluster), 0))
+    assert loop.time() - asked >= GRACE
+    assert_proxy_before_zero(cluster, mark)
+    app = await cluster.get(f"{CR}/spinapps/hello")
+    assert app is not None and app["status"]["servedBySince"].endswith("Z")
+
+
+async def test_wasmlet_waits_for_the_activator_and_cleans_up_when_switched_off(
+    cluster: Cluster,
+) -> None:
+    await cluster.call("POST", f"{CR}/spinappexecutors", executor())
+    await cluster.call("POST", f"{CR}/spinapps", wasmlet_app(replicas=2))
+    assert await cluster.wait(lambda: _is(replicas(cluster), 2))
+    await cluster.call("POST", f"{DISCOVERY}/default/endpointslices", pods_slice("10.1.0.7"))
+    assert await cluster.wait(lambda: _is(routed(cluster), (["10.1.0.7"], 80)))
+
+    # to zero with no activator endpoint: nothing else could answer, so the pods stay
+    await cluster.merge(f"{CR}/spinapps/hello/scale", {"spec": {"replicas": 0}})
+    events = await cluster.wait(lambda: cluster.events("ActivatorUnavailable"))
+    assert "no ready endpoint of Service wasmlet-activator" in events[0]["message"]
+    await asyncio.sleep(2 * GRACE)
+    assert await routed(cluster) == (["10.1.0.7"], 80)
+    assert await replicas(cluster) == 2
+
+    # the activator comes up: its slice event moves the traffic, and the scale-down grace is
+    # finished by the SpinApp's own handler (status.servedBySince changed)
+    loop = asyncio.get_running_loop()
+    mark = len(cluster.api["patch"])
+    asked = loop.time()
+    await cluster.call(
+        "POST", f"{DISCOVERY}/wasmlet-system/endpointslices", activator_slice("10.0.0.5")
+    )
+    assert await cluster.wait(lambda: _is(routed(cluster), (["10.0.0.5"], 8080)))
+    assert await cluster.wait(lambda: _is(replicas(cluster), 0))
+    assert loop.time() - asked >= GRACE
+    assert_proxy_before_zero(cluster, mark)
+
+    # no longer type wasmlet: Service hello selects the pods again; the rest goes
+    await cluster.merge(
+        f"{CR}/spinapps/hello",
+        {"spec": {"enableAutoscaling": False, "replicas": 1, "autoscaler": None}},
+    )
+
+    async def plain() -> bool:
+        svc = await cluster.get(f"{CORE}/services/hello")
+        return bool(svc and svc["spec"].get("selector"))
+
+    await cluster.wait(plain)
+    await cluster.wait(lambda: _gone(cluster, SLICE))
+    await cluster.wait(lambda: _gone(cluster, f"{CORE}/services/hello-pods"))
+    assert await cluster.wait(lambda: _is(served_by(cluster), None))
+    assert await replicas(cluster) == 1
+
+
+async def _is(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def test_objects_written_for_a_deleted_owner_are_collected() -> None:
+    """As the API server's GC does: a write racing its owner's deletion leaves no orphan."""
+    from wasmlet.kube.client import KubeClient
+
+    async with ApiServer() as api, kmock.Server(api) as server:
+        url = str(server.url).rstrip("/")
+        client = await KubeClient.connect(url)
+        try:
+            owner = await client.apply(executor())
+            ref = {
+                "apiVersion": owner["apiVersion"],
+                "kind": "SpinAppExecutor",
+                "name": owner["metadata"]["name"],
+                "uid": owner["metadata"]["uid"],
+            }
+
+            def secret(name: str, uid: str) -> dict[str, Any]:
+                meta = {"name": name, "namespace": "default"}
+                return {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": meta | {"ownerReferences": [ref | {"uid": uid}]},
+                }
+
+            await client.apply(secret("kept", ref["uid"]))
+            await client.apply(secret("stale", "uid-of-an-older-executor"))
+            assert await client.get("Secret", "default", "kept") is not None
+            assert await client.get("Secret", "default", "stale") is None
+            await client.delete("SpinAppExecutor", "default", "containerd-shim-spin")
+            assert await client.get("Secret", "default", "kept") is None
+            await client.apply(secret("late", ref["uid"]))  # after the owner went
+            assert await client.get("Secret", "default", "late") is None
+        finally:
+            await client.close()
+
+
+async def test_activator_changes_reconcile_wasmlet_apps_once_per_endpoint_set() -> None:
+    """Controller.activator_changed: every app again only when the ready set changed, and
+    again on the next event after a failure."""
+    from wasmlet.kube.controller import Controller
+
+    class Client:
+        slices = [activator_slice("10.0.0.5")]
+        selectors: list[tuple[str | None, str | None]] = []
+
+        async def list(self, kind: str, ns: str | None, selector: str | None) -> list[Any]:
+            self.selectors.append((ns, selector))
+            return self.slices
+
+    class Recorder:
+        def warn(self, body: Any, reason: str, message: str) -> None: ...
+
+        def info(self, body: Any, reason: str, message: str) -> None: ...
+
+    client = Client()
+    ctl = Controller(client, Recorder())  # type: ignore[arg-type]
+    reconciled: list[str] = []
+    failing: set[str] = set()
+
+    async def reconcile_quietly(namespace: str, name: str) -> bool:
+        reconciled.append(name)
+        return name not in failing
+
+    ctl._reconcile_quietly = reconcile_quietly  # type: ignore[method-assign]
+    apps = [("default", "a"), ("other", "b")]
+    assert await ctl.activator_changed(apps) == []
+    assert client.selectors == [("wasmlet-system", "kubernetes.io/service-name=wasmlet-activator")]
+    assert sorted(reconciled) == ["a", "b"]
+    assert await ctl.activator_changed(apps) == []  # same ready endpoints: nothing to do
+    assert len(reconciled) == 2
+    not_ready = activator_slice("10.0.0.6")
+    not_ready["endpoints"][0]["conditions"] = {"ready": False}
+    client.slices = [activator_slice("10.0.0.5"), not_ready]
+    assert await ctl.activator_changed(apps) == []  # a not-ready endpoint changes nothing
+    assert len(reconciled) == 2
+    client.slices = [activator_slice("10.0.0.5", "10.0.0.6")]
+    failing.add("b")
+    assert await ctl.activator_changed(apps) == ["other/b"]
+    assert len(reconciled) == 4
+    failing.clear()
+    assert await ctl.activator_changed(apps) == []  # retried although the set is the same
+    assert len(reconciled) == 6

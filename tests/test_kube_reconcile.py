@@ -68,7 +68,8 @@ def test_every_generated_object_is_valid(doc: dict[str, Any]) -> None:
 def test_labels_selectors_owner_and_service(doc: dict[str, Any]) -> None:
     name = doc["metadata"]["name"]
     desired = build(doc)
-    dep, svc = desired.deployment, desired.service
+    # with autoscaler type wasmlet, Service <app>-pods is what Service <app> is otherwise
+    dep, svc = desired.deployment, desired.pods_service or desired.service
     assert dep is not None
     ready = f"core.spinkube.dev/app.{name}.status"
     assert dep["spec"]["selector"]["matchLabels"] == {APP_NAME_LABEL: name, ready: "ready"}
@@ -78,7 +79,7 @@ def test_labels_selectors_owner_and_service(doc: dict[str, Any]) -> None:
     assert svc["spec"]["ports"] == [
         {"name": "http-app", "port": 80, "protocol": "TCP", "targetPort": "http-app"}
     ]
-    for obj in (dep, svc, desired.runtime_config):
+    for obj in [o for o in desired.objects() if o is not desired.ca_secret]:  # executor's
         owner = obj["metadata"]["ownerReferences"][0]
         assert owner == {
             "apiVersion": "core.spinkube.dev/v1alpha1",

@@ -8,14 +8,17 @@ leaves out and the operator depends on:
 * `metadata.uid`, `resourceVersion`, `generation`, `creationTimestamp` on create;
 * server-side apply (`PATCH` with `application/apply-patch+yaml`): create if missing, else
   replace the applied fields and keep `status` and server-set metadata;
-* garbage collection: deleting an object deletes what names it in `ownerReferences`;
+* garbage collection: deleting an object deletes what names it in `ownerReferences`, and an
+  object written with owners none of which exists (any more) is deleted right after the write
+  (the GC controller's "absent owner" rule: a write racing its owner's deletion);
 * `labelSelector` on list requests (`a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`,
   `a notin (x,y)`, comma-separated; 400 for a selector that does not parse), so clients
   rely on the server's filtering as they would on a real cluster. Watches are not filtered.
 
-It does *not* emulate admission, field ownership conflicts, schema validation or pods; the
-tests validate objects against the real schemas separately. Test and bench infrastructure
-(it imports kmock's internals), not product code: tests import it as
+It does *not* emulate admission, field ownership conflicts, schema validation, pods or
+controllers (no EndpointSlice controller: tests write `discovery.k8s.io/v1` EndpointSlices
+themselves, as it would); the tests validate objects against the real schemas separately.
+Test and bench infrastructure (it imports kmock's internals), not product code: tests import it as
 `support.kube_emulator` (tests/ is on their path), bench/kube.py puts tests/ on sys.path.
 """
 
@@ -53,6 +56,7 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     "v1/events": _info("Event"),
     "v1/serviceaccounts": _info("ServiceAccount"),
     "apps/v1/deployments": _info("Deployment", True, "status", "scale"),
+    "discovery.k8s.io/v1/endpointslices": _info("EndpointSlice"),
     "autoscaling/v2/horizontalpodautoscalers": _info("HorizontalPodAutoscaler"),
     "apiextensions.k8s.io/v1/customresourcedefinitions": _info("CustomResourceDefinition", False),
     "rbac.authorization.k8s.io/v1/clusterroles": _info("ClusterRole", False),
@@ -218,6 +222,8 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
         gone = key in self.objects and self.objects[key].deleted
         if gone and request.action in (enums.action.DELETE, enums.action.UPDATE):
             await self._collect_garbage()
+        if request.action == enums.action.CREATE:
+            await self._collect_if_orphaned(self._key(request))
         self._trim(request)
         return response
 
@@ -293,7 +299,43 @@ class ApiServer(kmock.KubernetesEmulator):  # type: ignore[misc]
                 event = "MODIFIED"
             raw = self.objects[key].raw
             await self._buses[request.resource].put({"type": event, "object": raw})
+        await self._collect_if_orphaned(key)
         return aiohttp.web.json_response(raw)
+
+    def _object(self, key: Any) -> Any:
+        """The stored object at `key`, or None (kmock's ObjectsArray has no `get`)."""
+        if key not in self.objects:
+            return None
+        return self.objects[key]
+
+    def _owner_alive(self, namespace: str | None, ref: Mapping[str, Any]) -> bool:
+        group, _, version = str(ref.get("apiVersion", "")).rpartition("/")
+        for resource, info in self.resources.items():
+            if info.kind == ref.get("kind") and (resource.group, resource.version) == (
+                group,
+                version,
+            ):
+                key = (resource, namespace if info.namespaced else None, ref.get("name"))
+                owner = self._object(key)
+                return (
+                    owner is not None
+                    and not owner.deleted
+                    and owner.raw.get("metadata", {}).get("uid") == ref.get("uid")
+                )
+        return True  # a kind this server does not serve: not ours to judge
+
+    async def _collect_if_orphaned(self, key: Any) -> None:
+        """Delete a just-written object whose owners are all gone (O(1), unlike a full GC)."""
+        async with self._lock:
+            obj = self._object(key)
+            if obj is None or obj.deleted:
+                return
+            owners = obj.raw.get("metadata", {}).get("ownerReferences") or []
+            if not owners or any(self._owner_alive(key[1], o) for o in owners):
+                return
+            raw = obj.raw
+            obj.delete()
+            await self._buses[key[0]].put({"type": "DELETED", "object": raw})
 
     async def _collect_garbage(self) -> None:
         """Delete objects whose owners are all gone (the API server's GC controller)."""

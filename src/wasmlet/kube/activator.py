@@ -44,15 +44,14 @@ from ..oci.progress import Quiet
 from ..running import AppOptions
 from ..runtime_config import load_runtime_config
 from ..trigger.http.app import LOAD_PATH
-from . import GROUP, VERSION
-from .activator_apps import AppConfig, NotActivatable, app_config, is_activated
+from . import GROUP, SERVICE_NAME_LABEL, VERSION, pods_service
+from .activator_apps import AppConfig, NotActivatable, app_config
 from .client import KubeClient
 from .models import SpinApp
+from .routing import is_wasmlet
 from .scaler import Scaler, ScalerSettings
 
 log = logging.getLogger("wasmlet.activator")
-
-PODS_SUFFIX = "-pods"  # the operator's Service selecting an app's ready pods
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ class Activator(AppHost):
             "endpointslices",
             id="pods",
             registry=registry,
-            labels={"kubernetes.io/service-name": kopf.PRESENT},
+            labels={SERVICE_NAME_LABEL: kopf.PRESENT},
         )
         def pods(event: kopf.RawEvent, **_: Any) -> None:
             self._slice(event["type"], dict(event["object"]))
@@ -190,7 +189,7 @@ class Activator(AppHost):
         except ValidationError as e:
             self._drop(key, f"invalid SpinApp: {e.errors()[0]['msg']}")
             return
-        if kind == "DELETED" or not is_activated(app):
+        if kind == "DELETED" or not is_wasmlet(app):
             self._drop(key, None)
             return
         tracked = self._track(app)
@@ -283,10 +282,11 @@ class Activator(AppHost):
     def _slice(self, kind: str | None, body: dict[str, Any]) -> None:
         """An EndpointSlice changed: keep the ready addresses of each app's pods."""
         meta = body.get("metadata") or {}
-        service = (meta.get("labels") or {}).get("kubernetes.io/service-name", "")
-        if not service.endswith(PODS_SUFFIX):
+        service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL, "")
+        app = service.removesuffix("-pods")
+        if not app or pods_service(app) != service:
             return
-        key = f"{service.removesuffix(PODS_SUFFIX)}.{meta.get('namespace')}"
+        key = f"{app}.{meta.get('namespace')}"
         ports = [p.get("port") for p in body.get("ports") or [] if p.get("port")]
         addresses = []
         if kind != "DELETED" and ports:

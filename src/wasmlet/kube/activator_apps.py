@@ -22,7 +22,6 @@ from .models import SpinApp
 from .quantity import parse_bytes
 from .rtconfig import RUNTIME_CONFIG_KEY, ValueRef, references, render
 
-WASMLET = "wasmlet"  # spec.autoscaler.type of the apps the activator serves
 VARIABLE_ENV_PREFIX = "SPIN_VARIABLE_"
 
 # (kind "Secret" | "ConfigMap", namespace, name) -> the object, or None when it is missing
@@ -56,12 +55,6 @@ class AppConfig:
              self.max_instance_memory]
         )  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()
-
-
-def is_activated(app: SpinApp) -> bool:
-    """Whether the activator serves this app (autoscaler type wasmlet)."""
-    autoscaler = app.spec.autoscaler
-    return autoscaler is not None and autoscaler.type == WASMLET
 
 
 def _value(obj: Mapping[str, Any] | None, kind: str, key: str) -> str | None:

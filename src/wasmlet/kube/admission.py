@@ -12,7 +12,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .models import SpinApp, SpinAppExecutor, SpinAppExecutorSpec, SpinAppSpec
+from .models import (
+    WASMLET_ONLY,
+    Autoscaler,
+    SpinApp,
+    SpinAppExecutor,
+    SpinAppExecutorSpec,
+    SpinAppSpec,
+)
 from .quantity import parse_bytes
 
 MAX_APP_NAME = 52  # `core.spinkube.dev/app.<name>.status` must be a valid label key (63)
@@ -69,15 +76,16 @@ def _validate_executor_ref(
 
 
 def _validate_replicas(spec: SpinAppSpec) -> list[str]:
-    if spec.enable_autoscaling and spec.replicas not in (None, 0):
+    """Whoever writes `spec.replicas` through /scale may write any count, 0 included, and the
+    SpinApp must stay admissible afterwards: an autoscaler targeting the SpinApp (with
+    enableAutoscaling false) or the activator (enableAutoscaling with type wasmlet). Only an
+    autoscaler on the Deployment (type hpa/keda, or your own) leaves it unset."""
+    wasmlet = spec.autoscaler is not None and spec.autoscaler.type == "wasmlet"
+    if spec.enable_autoscaling and not wasmlet and spec.replicas not in (None, 0):
         return [
-            "spec.replicas: must be unset when enableAutoscaling is true "
-            "(the autoscaler owns the replica count)"
-        ]
-    if not spec.enable_autoscaling and spec.replicas is not None and spec.replicas < 1:
-        return [
-            "spec.replicas: must be at least 1 when enableAutoscaling is false "
-            "(to scale to zero use spec.autoscaler.scaleToZero)"
+            "spec.replicas: must be unset when enableAutoscaling is true (the autoscaler owns "
+            "the Deployment's replica count); with spec.autoscaler.type wasmlet the activator "
+            "writes it through /scale"
         ]
     return []
 
@@ -153,9 +161,16 @@ def _validate_autoscaler(spec: SpinAppSpec, executor: SpinAppExecutorSpec | None
     where = "spec.autoscaler"
     errors = []
     if not spec.enable_autoscaling:
-        errors.append(f"{where}: needs enableAutoscaling: true (and replicas unset)")
+        unset = "" if auto.type == "wasmlet" else " (and replicas unset)"
+        errors.append(f"{where}: needs enableAutoscaling: true{unset}")
     if executor is not None and not executor.create_deployment:
         errors.append(f"{where}: the executor creates no Deployment, so there is nothing to scale")
+    if auto.type == "wasmlet":
+        return errors + _validate_wasmlet(auto)
+    for name in sorted(WASMLET_ONLY):
+        if name in auto.model_fields_set:
+            field = Autoscaler.model_fields[name].alias or name
+            errors.append(f"{where}.{field}: only for type: wasmlet")
     zero = auto.scale_to_zero is not None and auto.scale_to_zero.enabled
     minimum = auto.min_replicas if auto.min_replicas is not None else (0 if zero else 1)
     if auto.max_replicas < max(minimum, 1):
@@ -186,6 +201,30 @@ def _validate_autoscaler(spec: SpinAppSpec, executor: SpinAppExecutorSpec | None
             errors.append(
                 f"{where}.{resource}Utilization: set spec.resources requests or limits for "
                 f"{resource} (utilization is a percentage of the request)"
+            )
+    return errors
+
+
+def _validate_wasmlet(auto: Autoscaler) -> list[str]:
+    """Type wasmlet: the activator scales on concurrency, from zero pods by default."""
+    where = "spec.autoscaler"
+    errors = []
+    minimum = auto.min_replicas if auto.min_replicas is not None else 0
+    if auto.max_replicas < minimum:
+        errors.append(
+            f"{where}.maxReplicas: must be at least minReplicas ({minimum}); 0 means the "
+            "activator alone serves the app"
+        )
+    unsupported = (
+        ("cpuUtilization", auto.cpu_utilization),
+        ("memoryUtilization", auto.memory_utilization),
+        ("triggers", auto.triggers),
+    )
+    for field, value in unsupported:
+        if value is not None:
+            errors.append(
+                f"{where}.{field}: not with type: wasmlet (the activator scales on requests in "
+                "flight: set targetConcurrency)"
             )
     return errors
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..argtypes import key_value_arg
 from ..errors import WasmletError
-from . import DEFAULT_IMAGE
+from . import DEFAULT_IMAGE, DEFAULT_NAMESPACE, activator_cli
 
 SCAFFOLD_EPILOG = """\
 examples:
@@ -108,7 +109,17 @@ def _add_install(sub: Any) -> None:
         action="store_true",
         help="leave out the admission webhooks (no cert-manager needed)",
     )
-    p.add_argument("--image", default=DEFAULT_IMAGE, help="operator image (default: %(default)s)")
+    p.add_argument(
+        "--no-activator",
+        action="store_true",
+        help="leave out the activator (SpinApps with autoscaler type wasmlet then have "
+        "nothing serving them at zero pods)",
+    )
+    p.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        help="operator and activator image (default: %(default)s)",
+    )
     p.add_argument("--server", metavar="URL", help="API server URL (default: from kubeconfig)")
     p.set_defaults(func=cmd_install)
 
@@ -171,6 +182,13 @@ def _add_operator(sub: Any) -> None:
         action="store_true",
         help="do not watch pods (no image-pull errors in status)",
     )
+    p.add_argument(
+        "--activator-namespace",
+        default=os.environ.get("POD_NAMESPACE") or DEFAULT_NAMESPACE,
+        metavar="NS",
+        help="the namespace of Service wasmlet-activator (default: $POD_NAMESPACE, else "
+        "%(default)s)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_operator)
 
@@ -186,6 +204,7 @@ def register(subparsers: Any) -> None:
     _add_install(sub)
     _add_crds(sub)
     _add_operator(sub)
+    activator_cli.add_parser(sub)
     kube.set_defaults(func=lambda args: _help(kube))
 
 
@@ -264,7 +283,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     from ._yaml import dump
     from .install import objects
 
-    objs = objects(image=args.image, webhooks=not args.no_webhooks)
+    objs = objects(image=args.image, webhooks=not args.no_webhooks, activator=not args.no_activator)
     if not args.apply:
         sys.stdout.write(dump(objs))
         return 0
@@ -315,6 +334,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         webhook=webhook,
         watch_pods=not args.no_watch_pods,
         max_concurrent=args.max_concurrent_reconciles,
+        activator_namespace=args.activator_namespace,
         liveness=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
     )
     return main(config)

@@ -10,14 +10,16 @@ import asyncio
 import base64
 import datetime
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 from pydantic import ValidationError
 
-from . import APP_NAME_LABEL
+from . import ACTIVATOR_NAME, APP_NAME_LABEL, DEFAULT_NAMESPACE, SERVICE_NAME_LABEL, pods_service
 from . import reconcile as rec
+from . import routing as rt
 from .admission import pydantic_messages, validate_executor
 from .client import ApiError, KubeClient
 from .models import SpinApp, SpinAppExecutor
@@ -47,6 +49,10 @@ class ControllerError(Exception):
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _clock() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _runtime_config_secret(deployment: Mapping[str, Any] | None) -> str | None:
@@ -79,8 +85,20 @@ class Controller:
     #: reconciles in flight at once (like controller-runtime's MaxConcurrentReconciles): more
     #: only queues requests in the HTTP connection pool, whose cost grows with the queue
     max_concurrent: int = 32
+    #: where the activator's Service is (autoscaler type wasmlet), and how long an app's
+    #: traffic is on the activator before its last pods go
+    activator_namespace: str = DEFAULT_NAMESPACE
+    scale_down_grace: float = rt.GRACE_SECONDS
+    clock: Callable[[], datetime.datetime] = _clock
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _slots: asyncio.Semaphore | None = None
+    #: one reconcile per app at a time (SpinApp, EndpointSlice and executor events all
+    #: reconcile); a lock lives as long as someone holds or awaits it
+    _app_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+    _activator_endpoints: list[dict[str, Any]] | None = None  # the last ready set seen
+    _activator_warned: set[tuple[str, str]] = field(default_factory=set)
 
     def _limit(self) -> asyncio.Semaphore:
         if self._slots is None:
@@ -147,8 +165,15 @@ class Controller:
         return resolved
 
     async def reconcile(self, body: Mapping[str, Any]) -> rec.Desired:
-        """Make the cluster match one SpinApp; raise ControllerError (after an Event)."""
-        async with self._limit():
+        """Make the cluster match one SpinApp; raise ControllerError (after an Event).
+
+        `Desired.requeue_after` says when to reconcile it again (the scale-down grace)."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name", "")))
+        lock = self._app_locks.get(key)
+        if lock is None:
+            lock = self._app_locks[key] = asyncio.Lock()
+        async with lock, self._limit():  # the app's lock first: waiting takes no slot
             return await self._reconcile(body)
 
     async def _reconcile(self, body: Mapping[str, Any]) -> rec.Desired:
@@ -158,17 +183,56 @@ class Controller:
             self._fail(body, "InvalidSpec", "; ".join(pydantic_messages(e, "SpinApp")), False)
         executor = await self._executor(app, body)
         resolved = await self._resolve(app, body)
+        previous = await self.client.get("Deployment", app.namespace, app.name)
+        plan = await self._plan(app, previous) if rt.is_wasmlet(app) else None
         try:
-            desired = rec.desired(app, executor, resolved, self.ca_bundle())
+            desired = rec.desired(app, executor, resolved, self.ca_bundle(), plan)
         except RuntimeConfigError as e:
             self._fail(body, "BadRuntimeConfig", str(e), retry=True)
         except rec.ReconcileError as e:
             self._fail(body, e.reason, str(e), retry=False)
-        previous = await self.client.get("Deployment", app.namespace, app.name)
         await self._apply(app, body, desired)
         await self._cleanup(app, desired, previous)
-        await self._refresh_status(app.namespace, app.name)
+        if plan is not None:
+            self._warn_activator(app, body, plan)
+        routing = plan.status() if plan is not None else rt.NO_ROUTING_STATUS
+        await self._refresh_status(app.namespace, app.name, routing)
         return desired
+
+    async def _plan(self, app: SpinApp, deployment: Mapping[str, Any] | None) -> rt.Plan:
+        """Read what the routing of an app with autoscaler type wasmlet depends on: its pods'
+        and the activator's EndpointSlices, its Deployment, and (fresh, since another event
+        may just have flipped it) its status."""
+        pods = await self.client.list(
+            "EndpointSlice", app.namespace, f"{SERVICE_NAME_LABEL}={pods_service(app.name)}"
+        )
+        activator = await self.client.list(
+            "EndpointSlice", self.activator_namespace, f"{SERVICE_NAME_LABEL}={ACTIVATOR_NAME}"
+        )
+        current = None
+        if deployment is not None:  # the API server defaults an unset count to 1
+            current = int((deployment.get("spec") or {}).get("replicas", 1))
+        fresh = await self._app(app.namespace, app.name) or app
+        observed = rt.Observed.from_status(
+            fresh, pod_slices=pods, activator_slices=activator, deployment_replicas=current
+        )
+        return rt.plan(app, observed, self.clock(), self.scale_down_grace)
+
+    def _warn_activator(self, app: SpinApp, body: Mapping[str, Any], plan: rt.Plan) -> None:
+        """One Warning while the activator is needed and has no ready endpoint."""
+        key = (app.namespace, app.name)
+        if plan.activator_ready or not plan.needs_activator:
+            self._activator_warned.discard(key)
+            return
+        if key not in self._activator_warned:
+            self._activator_warned.add(key)
+            self.recorder.warn(
+                body,
+                "ActivatorUnavailable",
+                f"no ready endpoint of Service {ACTIVATOR_NAME} in namespace "
+                f"{self.activator_namespace}: the app's pods keep serving while they can, "
+                "requests fail once it has none (install the activator: wasmlet kube install)",
+            )
 
     async def _apply(self, app: SpinApp, body: Mapping[str, Any], desired: rec.Desired) -> None:
         for obj in desired.objects():
@@ -210,6 +274,14 @@ class Controller:
         for kind in AUTOSCALER_KINDS:
             if kind != wanted and await self._owned(kind, app, name):
                 await self.client.delete(kind, app.namespace, name)
+        was_routed = app.status is not None and app.status.served_by is not None
+        if desired.plan is None and was_routed:  # no longer type wasmlet
+            for kind, leftover in (
+                ("EndpointSlice", rt.slice_name(app.name)),
+                ("Service", pods_service(app.name)),
+            ):
+                if await self._owned(kind, app, leftover):
+                    await self.client.delete(kind, app.namespace, leftover)
 
     # -- status --------------------------------------------------------------------------
 
@@ -223,9 +295,12 @@ class Controller:
         async with self._limit():
             await self._refresh_status(namespace, name)
 
-    async def _refresh_status(self, namespace: str, name: str) -> None:
+    async def _refresh_status(
+        self, namespace: str, name: str, extra: Mapping[str, Any] | None = None
+    ) -> None:
         """Serialized per app and read fresh inside the lock, so a slow reconcile can never
-        overwrite the status a newer Deployment event wrote."""
+        overwrite the status a newer Deployment event wrote. `extra`: fields a reconcile
+        decided (the routing), merged in."""
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
         async with lock:
             app = await self._app(namespace, name)
@@ -235,7 +310,8 @@ class Controller:
             deployment = await self.client.get("Deployment", namespace, name)
             pods = self.problems.get((namespace, name), {})
             problems = [p for found in pods.values() for p in found]
-            await self._patch_status(app, rec.status(app, deployment, self.now(), problems))
+            status = rec.status(app, deployment, self.now(), problems) | dict(extra or {})
+            await self._patch_status(app, status)
 
     async def _app(self, namespace: str, name: str) -> SpinApp | None:
         raw = await self.client.get("SpinApp", namespace, name)
@@ -273,6 +349,47 @@ class Controller:
             if problem not in before:
                 self.recorder.warn(app.model_dump(by_alias=True), problem.split(":", 1)[0], problem)
         await self.refresh_status(*key)
+
+    # -- EndpointSlices (autoscaler type wasmlet) ----------------------------------------
+
+    async def _reconcile_quietly(self, namespace: str, name: str) -> bool:
+        """Reconcile an app with autoscaler type wasmlet after an event elsewhere; False if it
+        failed (the failure is an Event already). A scale-down grace this starts is finished
+        by the SpinApp's own handler, which `status.servedBySince` changing triggers."""
+        body = await self.client.get("SpinApp", namespace, name)
+        if body is None:
+            return True
+        try:
+            app = SpinApp.model_validate(body)
+        except ValidationError:
+            return True
+        if not rt.is_wasmlet(app):
+            return True
+        try:
+            await self.reconcile(body)
+        except ControllerError:
+            return False
+        return True
+
+    async def pods_changed(self, namespace: str, app: str) -> None:
+        """An EndpointSlice of Service `<app>-pods` changed: a pod became ready or went."""
+        await self._reconcile_quietly(namespace, app)
+
+    async def activator_changed(self, apps: list[tuple[str, str]]) -> list[str]:
+        """An EndpointSlice of the activator changed: when its ready endpoints did, every app
+        with autoscaler type wasmlet is reconciled (those in proxy mode route to them, those
+        held on their pods may now go). Returns the apps that failed."""
+        slices = await self.client.list(
+            "EndpointSlice", self.activator_namespace, f"{SERVICE_NAME_LABEL}={ACTIVATOR_NAME}"
+        )
+        ready = rt.ready_endpoints(slices, rt.address_type(slices))
+        if ready == self._activator_endpoints:
+            return []
+        done = await asyncio.gather(*(self._reconcile_quietly(ns, n) for ns, n in apps))
+        failed = sorted(f"{ns}/{n}" for (ns, n), ok in zip(apps, done, strict=True) if not ok)
+        # remembered only once every app follows it, so the next event retries the others
+        self._activator_endpoints = None if failed else ready
+        return failed
 
     # -- SpinAppExecutor -----------------------------------------------------------------
 

@@ -139,6 +139,13 @@ def _spinapp_crd() -> dict[str, Any]:
                 {"jsonPath": ".status.readyReplicas", "name": "Ready", "type": "integer"},
                 {"jsonPath": ".spec.replicas", "name": "Desired", "type": "integer"},
                 {"jsonPath": ".spec.executor", "name": "Executor", "type": "string"},
+                # wasmlet (autoscaler type wasmlet), in `kubectl get -o wide`
+                {
+                    "jsonPath": ".status.servedBy",
+                    "name": "Served-By",
+                    "type": "string",
+                    "priority": 1,
+                },
             ],
             "subresources": {
                 "status": {},

@@ -3,6 +3,8 @@
 `objects()` is what `wasmlet kube install` prints or applies; `write_tree(DIR)` writes the same
 objects as kustomize bases (`python -m wasmlet.kube.install deploy`); a test checks that the
 committed `deploy/` matches and that `kubectl kustomize deploy/default` renders the same set.
+Besides the operator: the activator (`wasmlet kube activator`), which serves SpinApps with
+autoscaler type wasmlet while they have no ready pod and scales them through /scale.
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ from typing import Any
 
 import yaml
 
-from . import DEFAULT_IMAGE, GROUP
+from . import (
+    ACTIVATOR_NAME,
+    ACTIVATOR_PORT,
+    ACTIVATOR_PORT_NAME,
+    DEFAULT_IMAGE,
+    DEFAULT_NAMESPACE,
+    GROUP,
+    HEALTH_PATH,
+)
 from ._yaml import dump
 from .crds import crds
 from .operator import WEBHOOK_IDS
 
-NAMESPACE = "wasmlet-system"
+NAMESPACE = DEFAULT_NAMESPACE
 NAME = "wasmlet-operator"
 WEBHOOK_SERVICE = "wasmlet-webhook"
 WEBHOOK_SECRET = "wasmlet-webhook-tls"
@@ -36,11 +46,17 @@ WEBHOOK_ARGS = [
 ]
 
 
-def _meta(name: str, namespaced: bool = True, **extra: Any) -> dict[str, Any]:
+def _labels(component: str = NAME) -> dict[str, str]:
+    return LABELS | {"app.kubernetes.io/name": component}
+
+
+def _meta(
+    name: str, namespaced: bool = True, component: str = NAME, **extra: Any
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespaced:
         meta["namespace"] = NAMESPACE
-    meta["labels"] = dict(LABELS)
+    meta["labels"] = _labels(component)
     return meta | extra
 
 
@@ -77,6 +93,9 @@ def cluster_role() -> dict[str, Any]:
             _rule("", ["events"], ["create", "patch"]),
             _rule("autoscaling", ["horizontalpodautoscalers"], write),
             _rule("keda.sh", ["scaledobjects"], write),
+            # autoscaler type wasmlet: the slice of Service <app> it writes, and the slices
+            # of Service <app>-pods and of the activator it reads (and watches)
+            _rule("discovery.k8s.io", ["endpointslices"], ["list", "watch", *write]),
             # kopf discovers served resources through the CRDs
             _rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"]),
         ],
@@ -93,6 +112,22 @@ def cluster_role_binding() -> dict[str, Any]:
     }
 
 
+_POD_NAMESPACE = {
+    "name": "POD_NAMESPACE",
+    "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+}
+_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+_POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,  # the image runs as root (the container executor binds :80)
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
 def _container(image: str, webhooks: bool) -> dict[str, Any]:
     args = ["kube", "operator", "--all-namespaces", "--liveness-port", str(HEALTH_PORT)]
     ports = [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}]
@@ -100,6 +135,7 @@ def _container(image: str, webhooks: bool) -> dict[str, Any]:
         "name": "operator",
         "image": image,
         "args": args + (WEBHOOK_ARGS if webhooks else []),
+        "env": [_POD_NAMESPACE],  # the activator runs in the operator's namespace
         "ports": ports
         + (
             [{"name": "webhook", "containerPort": WEBHOOK_PORT, "protocol": "TCP"}]
@@ -115,11 +151,7 @@ def _container(image: str, webhooks: bool) -> dict[str, Any]:
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"cpu": "1", "memory": "512Mi"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": dict(_SECURITY),
     }
     if webhooks:
         container["volumeMounts"] = [
@@ -131,11 +163,7 @@ def _container(image: str, webhooks: bool) -> dict[str, Any]:
 def operator_deployment(image: str = DEFAULT_IMAGE, webhooks: bool = False) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "serviceAccountName": NAME,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 65532,  # the image runs as root (the container executor binds :80)
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": dict(_POD_SECURITY),
         "containers": [_container(image, webhooks)],
     }
     if webhooks:
@@ -151,6 +179,118 @@ def operator_deployment(image: str = DEFAULT_IMAGE, webhooks: bool = False) -> d
             "template": {"metadata": {"labels": dict(LABELS)}, "spec": pod},
         },
     }
+
+
+# -- the activator ----------------------------------------------------------------------------
+
+# The root filesystem is read-only: compiled components and pulled images go to an emptyDir
+# (WASMLET_CACHE_DIR), the apps' state to another at /tmp (`kube activator --state-dir`).
+ACTIVATOR_CACHE = "/var/cache/wasmlet"
+
+
+def activator_service_account() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(ACTIVATOR_NAME, component=ACTIVATOR_NAME),
+    }
+
+
+def activator_cluster_role() -> dict[str, Any]:
+    """Least privilege: read the apps it runs and what they reference, write their /scale."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(ACTIVATOR_NAME, False, component=ACTIVATOR_NAME),
+        "rules": [
+            _rule(GROUP, ["spinapps"], ["get", "list", "watch"]),
+            _rule(GROUP, ["spinapps/scale"], ["get", "update", "patch"]),
+            # the apps' variables (valueFrom) and runtime config
+            _rule("", ["secrets", "configmaps"], ["get"]),
+            # the addresses of the apps' pods, to read their load
+            _rule("discovery.k8s.io", ["endpointslices"], ["get", "list", "watch"]),
+            _rule("", ["events"], ["create"]),
+        ],
+    }
+
+
+def activator_cluster_role_binding() -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(ACTIVATOR_NAME, False, component=ACTIVATOR_NAME),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": ACTIVATOR_NAME,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": ACTIVATOR_NAME, "namespace": NAMESPACE}],
+    }
+
+
+def activator_deployment(image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "activator",
+        "image": image,
+        "args": ["kube", "activator", "--listen", f"0.0.0.0:{ACTIVATOR_PORT}"],
+        "ports": [
+            {"name": ACTIVATOR_PORT_NAME, "containerPort": ACTIVATOR_PORT, "protocol": "TCP"}
+        ],
+        "env": [_POD_NAMESPACE, {"name": "WASMLET_CACHE_DIR", "value": ACTIVATOR_CACHE}],
+        "readinessProbe": {
+            "httpGet": {"path": HEALTH_PATH, "port": ACTIVATOR_PORT},
+            "periodSeconds": 5,
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+        "securityContext": dict(_SECURITY),
+        "volumeMounts": [
+            {"name": "cache", "mountPath": ACTIVATOR_CACHE},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod: dict[str, Any] = {
+        "serviceAccountName": ACTIVATOR_NAME,
+        "securityContext": dict(_POD_SECURITY),
+        "containers": [container],
+        "volumes": [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+    }
+    labels = _labels(ACTIVATOR_NAME)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(ACTIVATOR_NAME, component=ACTIVATOR_NAME),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": ACTIVATOR_NAME}},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
+def activator_service() -> dict[str, Any]:
+    """The activator's Service: SpinApps in proxy mode route to its ready endpoints."""
+    port = {
+        "name": ACTIVATOR_PORT_NAME,
+        "port": ACTIVATOR_PORT,
+        "targetPort": ACTIVATOR_PORT_NAME,
+        "protocol": "TCP",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(ACTIVATOR_NAME, component=ACTIVATOR_NAME),
+        "spec": {"selector": {"app.kubernetes.io/name": ACTIVATOR_NAME}, "ports": [port]},
+    }
+
+
+def activator_objects(image: str = DEFAULT_IMAGE) -> list[dict[str, Any]]:
+    return [
+        activator_service_account(),
+        activator_cluster_role(),
+        activator_cluster_role_binding(),
+        activator_deployment(image),
+        activator_service(),
+    ]
 
 
 def webhook_service() -> dict[str, Any]:
@@ -283,12 +423,16 @@ def sample_executors(image: str = DEFAULT_IMAGE) -> list[dict[str, Any]]:
     ]
 
 
-def objects(image: str = DEFAULT_IMAGE, webhooks: bool = True) -> list[dict[str, Any]]:
+def objects(
+    image: str = DEFAULT_IMAGE, webhooks: bool = True, activator: bool = True
+) -> list[dict[str, Any]]:
     """Everything `wasmlet kube install` applies, in apply order."""
     found = [namespace(), *crds(), service_account(), cluster_role(), cluster_role_binding()]
     if webhooks:
         found += [webhook_service(), *certificates()]
     found.append(operator_deployment(image, webhooks))
+    if activator:
+        found += activator_objects(image)
     if webhooks:
         found += webhook_configurations()
     return found
@@ -336,6 +480,16 @@ def tree(image: str = DEFAULT_IMAGE) -> dict[str, str]:
             "manifests.yaml": webhook_configurations(),
         },
     )
+    base(
+        "activator",
+        {
+            "service_account.yaml": [activator_service_account()],
+            "role.yaml": [activator_cluster_role()],
+            "role_binding.yaml": [activator_cluster_role_binding()],
+            "deployment.yaml": [activator_deployment(image)],
+            "service.yaml": [activator_service()],
+        },
+    )
     base("runtimeclass", {"runtimeclass.yaml": [runtime_class()]})
     base("samples", {"executors.yaml": sample_executors(image)})
     with_webhooks = operator_deployment(image, webhooks=True)
@@ -347,11 +501,11 @@ def tree(image: str = DEFAULT_IMAGE) -> dict[str, str]:
     }
     files["default/webhook_patch.yaml"] = dump([patch])
     files["default/kustomization.yaml"] = _kustomization(
-        ["../crds", "../rbac", "../operator", "../webhook"],
+        ["../crds", "../rbac", "../operator", "../activator", "../webhook"],
         patches=[{"path": "webhook_patch.yaml"}],
     )
     files["without-webhooks/kustomization.yaml"] = _kustomization(
-        ["../crds", "../rbac", "../operator"]
+        ["../crds", "../rbac", "../operator", "../activator"]
     )
     return files
 

@@ -33,6 +33,7 @@ Quantity = Annotated[
     WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
 ]
 StrMap = dict[str, str]
+DateTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Volume = Annotated[dict[str, Any], K8s("io.k8s.api.core.v1.Volume")]
 VolumeMount = Annotated[dict[str, Any], K8s("io.k8s.api.core.v1.VolumeMount")]
 EnvVar = Annotated[dict[str, Any], K8s("io.k8s.api.core.v1.EnvVar")]
@@ -155,25 +156,52 @@ class Resources(_Model):
 
 
 class ScaleToZero(_Model):
-    """wasmlet: let KEDA scale the app to zero replicas when idle."""
+    """wasmlet: let KEDA scale the app to zero replicas when idle (type keda); with type
+    wasmlet only `cooldownPeriodSeconds` is read."""
 
     enabled: bool = False
     cooldown_period_seconds: Int32 = Field(
-        default=300, description="Idle time before scaling to zero (KEDA cooldownPeriod)."
+        default=300,
+        description="Idle time before scaling to zero (KEDA cooldownPeriod; type wasmlet: "
+        "seconds without a request before the last pod goes).",
     )
     polling_interval_seconds: Int32 = Field(
         default=30, description="How often KEDA checks the triggers (pollingInterval)."
     )
 
 
-class Autoscaler(_Model):
-    """wasmlet: an autoscaler the operator creates and owns (HPA or KEDA ScaledObject)."""
+def _no_crd_default(schema: dict[str, Any]) -> None:
+    """Keep a type-specific default out of the CRD, so the API server does not write it into
+    every autoscaler (hpa and keda ones too); the description states it."""
+    schema.pop("default", None)
 
-    type: Literal["hpa", "keda"]
-    min_replicas: Int32 | None = Field(
-        default=None, description="Fewest replicas (default 1; 0 needs scaleToZero)."
+
+#: `spec.autoscaler` fields only type wasmlet reads (admission refuses them with hpa/keda).
+WASMLET_ONLY = (
+    "target_concurrency",
+    "stable_window_seconds",
+    "panic_window_percentage",
+    "panic_threshold_percentage",
+)
+
+
+class Autoscaler(_Model):
+    """wasmlet: an autoscaler the operator creates and owns (HPA or KEDA ScaledObject), or
+    wasmlet's activator."""
+
+    type: Literal["hpa", "keda", "wasmlet"] = Field(
+        description="hpa or keda: an HPA / ScaledObject on the Deployment. wasmlet: the wasmlet "
+        "activator serves the app while it has no ready pods and scales it through /scale."
     )
-    max_replicas: Int32 = Field(description="Most replicas.")
+    min_replicas: Int32 | None = Field(
+        default=None,
+        description="Fewest replicas (default 1, 0 for type wasmlet; 0 with hpa/keda needs "
+        "scaleToZero).",
+    )
+    max_replicas: Int32 = Field(
+        description="Most replicas (type wasmlet: 0 = the activator alone serves the app, "
+        "never a pod)."
+    )
     cpu_utilization: Annotated[int, Field(ge=1, le=100)] | None = Field(
         default=None, description="Target average CPU utilization, percent of the request."
     )
@@ -185,6 +213,34 @@ class Autoscaler(_Model):
         default=None,
         description="Extra KEDA triggers, verbatim (e.g. prometheus); needed to scale to "
         "zero, since CPU and memory cannot wake an app at zero replicas.",
+    )
+    target_concurrency: int = Field(
+        default=10,
+        ge=1,
+        json_schema_extra=_no_crd_default,
+        description="Type wasmlet: requests in flight per pod the activator aims for (default 10).",
+    )
+    stable_window_seconds: int = Field(
+        default=60,
+        ge=6,
+        le=3600,
+        json_schema_extra=_no_crd_default,
+        description="Type wasmlet: the window concurrency is averaged over (default 60).",
+    )
+    panic_window_percentage: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        json_schema_extra=_no_crd_default,
+        description="Type wasmlet: the panic window, percent of the stable window (default 10).",
+    )
+    panic_threshold_percentage: int = Field(
+        default=200,
+        ge=110,
+        le=1000,
+        json_schema_extra=_no_crd_default,
+        description="Type wasmlet: panic (scale up on the panic window, never down) at this "
+        "percent of what the ready pods should carry (default 200).",
     )
 
 
@@ -202,11 +258,15 @@ class SpinAppSpec(_Model):
         default=None, description="wasmlet: the pull policy of the app's container."
     )
     checks: HealthChecks | None = None
-    replicas: Int32 | None = Field(default=None, description="Number of replicas to run.")
+    replicas: Int32 | None = Field(
+        default=None,
+        description="Number of replicas to run (0: none). With autoscaler type wasmlet, "
+        "written by the activator through /scale.",
+    )
     enable_autoscaling: bool = Field(
         default=False,
         description="Leave the replica count to an autoscaler (HPA/KEDA); replicas must "
-        "then be unset.",
+        "then be unset, except with autoscaler type wasmlet.",
     )
     autoscaler: Autoscaler | None = None
     runtime_config: RuntimeConfig | None = None
@@ -246,6 +306,13 @@ class SpinAppStatus(_Model):
     selector: str | None = Field(default=None, description="Pod label selector (for /scale).")
     deployment_name: str | None = None
     service_name: str | None = None
+    served_by: Literal["activator", "pods"] | None = Field(
+        default=None,
+        description="wasmlet (autoscaler type wasmlet): where Service <app> routes now.",
+    )
+    served_by_since: DateTime | None = Field(
+        default=None, description="wasmlet: when servedBy last changed (RFC 3339)."
+    )
 
 
 class SpinApp(_Model):

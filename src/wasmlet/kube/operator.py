@@ -11,12 +11,21 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 
-from . import APP_NAME_LABEL, FINALIZER, GROUP, VERSION
+from . import (
+    ACTIVATOR_NAME,
+    APP_NAME_LABEL,
+    DEFAULT_NAMESPACE,
+    FINALIZER,
+    GROUP,
+    SERVICE_NAME_LABEL,
+    VERSION,
+)
 from . import admission as adm
+from . import routing as rt
 from .client import KubeClient
 from .controller import Controller, ControllerError
 from .models import SpinAppExecutorSpec
@@ -25,6 +34,7 @@ log = logging.getLogger("wasmlet.kube")
 
 APPS = (GROUP, VERSION, "spinapps")
 EXECUTORS = (GROUP, VERSION, "spinappexecutors")
+ENDPOINT_SLICES = ("discovery.k8s.io", "v1", "endpointslices")
 ANNOTATION_PREFIX = "operator.wasmlet.dev"
 # The in-memory indices: (namespace, executor name) -> the names of the SpinApps using it,
 # and namespace -> the (name, spec) of each SpinAppExecutor there. kopf takes the namespace
@@ -33,6 +43,7 @@ ANNOTATION_PREFIX = "operator.wasmlet.dev"
 # its handler protocols cover those only by `**kwargs`, so handlers read them from there.
 AppsByExecutor = kopf.Index[tuple[str | None, str | None], str]
 Executors = kopf.Index[str | None, tuple[str, dict[str, Any]]]
+WasmletApps = kopf.Index[str | None, str]  # namespace -> apps with autoscaler type wasmlet
 
 WEBHOOK_IDS = {
     "mutate_spinapp": "mutate-spinapp",
@@ -64,12 +75,20 @@ class OperatorConfig:
     watch_pods: bool = True
     liveness: str | None = None  # e.g. http://0.0.0.0:8080/healthz
     max_concurrent: int = 32  # reconciles in flight at once
+    activator_namespace: str = DEFAULT_NAMESPACE  # where Service wasmlet-activator is
+    scale_down_grace: float = rt.GRACE_SECONDS  # traffic on the activator before pods go
 
 
-def _raise(e: ControllerError, delay: float) -> None:
+def _raise(e: ControllerError, delay: float) -> NoReturn:
     if e.retry:
         raise kopf.TemporaryError(str(e), delay=delay) from None
     raise kopf.PermanentError(str(e)) from None
+
+
+def _is_wasmlet(spec: kopf.Spec, **_: Any) -> bool:
+    """kopf filter: the activator routes and scales this SpinApp (routing.is_wasmlet)."""
+    autoscaler = spec.get("autoscaler") or {}
+    return bool(spec.get("enableAutoscaling")) and autoscaler.get("type") == "wasmlet"
 
 
 def _executor_specs(index: Executors, namespace: str | None) -> dict[str, SpinAppExecutorSpec]:
@@ -107,7 +126,11 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
             settings.admission.server = config.webhook
         client = await KubeClient.connect(config.server)
         state["controller"] = Controller(
-            client, KopfRecorder(), max_concurrent=config.max_concurrent
+            client,
+            KopfRecorder(),
+            max_concurrent=config.max_concurrent,
+            activator_namespace=config.activator_namespace,
+            scale_down_grace=config.scale_down_grace,
         )
 
     @on.cleanup(id="disconnect", registry=registry)
@@ -136,16 +159,32 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
     ) -> dict[str | None, tuple[str, dict[str, Any]]]:
         return {namespace: (name, dict(spec))}
 
+    @kopf.index(*APPS, id="wasmlet_apps", when=_is_wasmlet, registry=registry)
+    def wasmlet_apps(namespace: str | None, name: str, **_: Any) -> dict[str | None, str]:
+        return {namespace: name}
+
     # -- SpinApp -------------------------------------------------------------------------
 
+    # "served-by": when an app's traffic moves to the activator (status.servedBySince), the
+    # reconcile that finishes the scale-down grace runs here even if an EndpointSlice event
+    # made the move; kopf's retry with a delay is the timer.
     @on.resume(*APPS, id="spinapp", registry=registry)
     @on.create(*APPS, id="spinapp", registry=registry)
     @on.update(*APPS, id="spinapp", registry=registry)
-    async def app_changed(body: kopf.Body, **_: Any) -> None:
+    @on.field(*APPS, field="status.servedBySince", id="served-by", registry=registry)
+    async def app_changed(body: kopf.Body, name: str, **_: Any) -> None:
         try:
-            await controller().reconcile(body)
+            desired = await controller().reconcile(body)
         except ControllerError as e:
             _raise(e, config.retry_delay)
+        delay = desired.requeue_after
+        if delay is not None and desired.plan is not None:
+            since = desired.plan.status()["servedBySince"]
+            raise kopf.TemporaryError(
+                f"{name}: traffic is on the activator since {since}; its pods go after the "
+                f"{config.scale_down_grace:g} s scale-down grace (in {delay:.1f} s)",
+                delay=delay,
+            )
 
     @on.event(
         "apps",
@@ -171,6 +210,33 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
         )
         async def pod_event(body: kopf.Body, type: str | None, **_: Any) -> None:
             await controller().pod_changed(body, deleted=type == "DELETED")
+
+    # -- EndpointSlices (autoscaler type wasmlet) ----------------------------------------
+
+    # Kubernetes copies Service <app>-pods' labels onto its EndpointSlices; the operator's own
+    # slice <app>-wasmlet has no role label, so writing it triggers nothing here.
+    @on.event(
+        *ENDPOINT_SLICES,
+        labels={APP_NAME_LABEL: kopf.PRESENT, rt.ROLE_LABEL: rt.PODS_ROLE},
+        id="pod-endpoints",
+        registry=registry,
+    )
+    async def pod_endpoints(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        await controller().pods_changed(namespace or "default", labels[APP_NAME_LABEL])
+
+    @on.event(
+        *ENDPOINT_SLICES,
+        labels={SERVICE_NAME_LABEL: ACTIVATOR_NAME},
+        when=lambda namespace, **_: namespace == config.activator_namespace,
+        id="activator-endpoints",
+        registry=registry,
+    )
+    async def activator_endpoints(**kwargs: Any) -> None:
+        index: WasmletApps = kwargs["wasmlet_apps"]
+        apps = [(ns or "default", name) for ns, names in index.items() for name in names]
+        failed = await controller().activator_changed(sorted(apps))
+        if failed:
+            log.warning("activator endpoints changed; apps not reconciled: %s", failed)
 
     # -- SpinAppExecutor -----------------------------------------------------------------
 

@@ -10,9 +10,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import APP_NAME_LABEL, FIELD_MANAGER, ready_label
+from . import (
+    ACTIVATOR_PORT,
+    APP_NAME_LABEL,
+    FIELD_MANAGER,
+    SERVICE_NAME_LABEL,
+    pods_service,
+    ready_label,
+)
+from . import routing as rt
 from .autoscaling import AutoscalerSpec
 from .autoscaling import render as render_autoscaler
+from .meta import metadata as _metadata
 from .models import HealthProbe, SpinApp, SpinAppExecutor
 from .quantity import parse_bytes
 from .rtconfig import RUNTIME_CONFIG_KEY, ValueRef, render, secret_name
@@ -52,49 +61,30 @@ class Desired:
     runtime_config: dict[str, Any] | None  # None: `loadFromSecret` names the user's Secret
     ca_secret: dict[str, Any] | None
     autoscaler: dict[str, Any] | None
+    # autoscaler type wasmlet (routing.is_wasmlet): Service <app>-pods, the EndpointSlice of
+    # the selectorless Service <app>, and the plan they were made from
+    pods_service: dict[str, Any] | None = None
+    endpoint_slice: dict[str, Any] | None = None
+    plan: rt.Plan | None = None
 
     def objects(self) -> list[dict[str, Any]]:
-        """In apply order: secrets before the Deployment that mounts them."""
+        """In apply order: secrets before the Deployment that mounts them; the EndpointSlice
+        before Service <app> loses its selector (so it never has no endpoints)."""
         found = [
             self.runtime_config,
             self.ca_secret,
             self.deployment,
+            self.pods_service,
+            self.endpoint_slice,
             self.service,
             self.autoscaler,
         ]
         return [o for o in found if o is not None]
 
-
-def owner_reference(app: SpinApp) -> dict[str, Any]:
-    return {
-        "apiVersion": app.api_version,
-        "kind": "SpinApp",
-        "name": app.name,
-        "uid": str(app.metadata.get("uid", "")),
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _metadata(
-    app: SpinApp,
-    name: str,
-    annotations: Mapping[str, str] | None = None,
-    labels: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "name": name,
-        "namespace": app.namespace,
-        "labels": {
-            APP_NAME_LABEL: app.name,
-            "app.kubernetes.io/managed-by": FIELD_MANAGER,
-            **(labels or {}),
-        },
-        "ownerReferences": [owner_reference(app)],
-    }
-    if annotations:
-        meta["annotations"] = dict(annotations)
-    return meta
+    @property
+    def requeue_after(self) -> float | None:
+        """Seconds after which the app must be reconciled again (the scale-down grace)."""
+        return self.plan.requeue_after if self.plan is not None else None
 
 
 def selector_labels(app: str) -> dict[str, str]:
@@ -212,8 +202,12 @@ def _ca_secret_name(executor: SpinAppExecutor) -> str | None:
 
 
 def deployment(
-    app: SpinApp, executor: SpinAppExecutor, runtime_config_secret: str
+    app: SpinApp,
+    executor: SpinAppExecutor,
+    runtime_config_secret: str,
+    replicas: int | None = None,
 ) -> dict[str, Any]:
+    """`replicas`: the count the activator's routing allows now (autoscaler type wasmlet)."""
     spec = app.spec
     config = executor.spec.deployment_config
     ca = _ca_secret_name(executor)
@@ -248,7 +242,9 @@ def deployment(
     if spec.pod_annotations:
         template_meta["annotations"] = dict(spec.pod_annotations)
     body: dict[str, Any] = {}
-    if not spec.enable_autoscaling:
+    if replicas is not None:
+        body["replicas"] = replicas
+    elif not spec.enable_autoscaling:
         body["replicas"] = spec.replicas if spec.replicas is not None else 1
     body["selector"] = {"matchLabels": selector_labels(app.name)}
     body["template"] = {"metadata": template_meta, "spec": pod}
@@ -261,6 +257,7 @@ def deployment(
 
 
 def service(app: SpinApp) -> dict[str, Any]:
+    """Service `<app>`, selecting the app's ready pods (SpinKube's)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -272,6 +269,40 @@ def service(app: SpinApp) -> dict[str, Any]:
             ],
             "selector": {ready_label(app.name): "ready"},
         },
+    }
+
+
+def pods_service_object(app: SpinApp) -> dict[str, Any]:
+    """Autoscaler type wasmlet: Service `<app>-pods`, what Service `<app>` is otherwise."""
+    obj = service(app)
+    obj["metadata"] = _metadata(app, pods_service(app.name), labels={rt.ROLE_LABEL: rt.PODS_ROLE})
+    return obj
+
+
+def public_service(app: SpinApp) -> dict[str, Any]:
+    """Autoscaler type wasmlet: Service `<app>` without a selector; the operator writes its
+    endpoints (`endpoint_slice`), so clients keep using `<app>` / `<app>.<ns>.svc`."""
+    port = {"name": rt.PUBLIC_PORT_NAME, "port": HTTP_PORT, "protocol": "TCP"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(app, app.name, app.spec.service_annotations),
+        "spec": {"type": "ClusterIP", "ports": [port]},
+    }
+
+
+def endpoint_slice(app: SpinApp, plan: rt.Plan) -> dict[str, Any]:
+    """The one EndpointSlice of Service `<app>`: the app's ready pods (serve mode) or the
+    activator's (proxy mode)."""
+    labels = {SERVICE_NAME_LABEL: app.name, rt.MANAGED_BY_LABEL: FIELD_MANAGER}
+    port = HTTP_PORT if plan.served_by == rt.PODS else ACTIVATOR_PORT
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": _metadata(app, rt.slice_name(app.name), labels=labels),
+        "addressType": plan.address_type,
+        "endpoints": plan.endpoints,
+        "ports": [{"name": rt.PUBLIC_PORT_NAME, "port": port, "protocol": "TCP"}],
     }
 
 
@@ -310,9 +341,10 @@ def ca_secret(executor: SpinAppExecutor, namespace: str, bundle: str) -> dict[st
 
 
 def autoscaler(app: SpinApp) -> dict[str, Any] | None:
-    """The operator-owned HPA or ScaledObject for `spec.autoscaler` (never both)."""
+    """The operator-owned HPA or ScaledObject for `spec.autoscaler` (never both; none for
+    type wasmlet, whose activator scales the app through /scale)."""
     wanted = app.spec.autoscaler
-    if wanted is None or not app.spec.enable_autoscaling:
+    if wanted is None or wanted.type == "wasmlet" or not app.spec.enable_autoscaling:
         return None
     zero = wanted.scale_to_zero
     minimum = wanted.min_replicas
@@ -341,11 +373,14 @@ def desired(
     executor: SpinAppExecutor,
     resolved: Mapping[ValueRef, str] | None = None,
     ca_bundle: str | None = None,
+    plan: rt.Plan | None = None,
 ) -> Desired:
     """What should exist for `app` run by `executor`.
 
     `resolved` holds the ConfigMap/Secret values the runtime config references
-    (`rtconfig.references`); `ca_bundle` the PEM bundle for `installDefaultCACerts`.
+    (`rtconfig.references`); `ca_bundle` the PEM bundle for `installDefaultCACerts`; `plan`
+    the routing of an app with autoscaler type wasmlet (`routing.plan`; without one, the plan
+    of an app nothing has been observed for: the activator serves, no pods yet).
     """
     config = app.spec.runtime_config
     secret: dict[str, Any] | None = None
@@ -364,6 +399,22 @@ def desired(
     ):
         ca = ca_secret(executor, app.namespace, ca_bundle)
     make_deployment = executor.spec.create_deployment
+    if rt.is_wasmlet(app):
+        plan = plan if plan is not None else rt.plan(app)
+        return Desired(
+            service=public_service(app),
+            deployment=(
+                deployment(app, executor, secret_ref, plan.deployment_replicas)
+                if make_deployment
+                else None
+            ),
+            runtime_config=secret,
+            ca_secret=ca if make_deployment else None,
+            autoscaler=None,
+            pods_service=pods_service_object(app),
+            endpoint_slice=endpoint_slice(app, plan),
+            plan=plan,
+        )
     return Desired(
         service=service(app),
         deployment=deployment(app, executor, secret_ref) if make_deployment else None,
