@@ -5,8 +5,13 @@ N SpinApps (autoscaler type wasmlet) of one image are created in kmock (an in-me
 Kubernetes API, in this process; see tests/support/kube_emulator.py); a real
 `wasmlet kube activator` process pulls each app from a real registry (Debian's
 docker-registry on loopback) and precompiles it. Once every app is loaded (and none was ever
-requested), each gets one request — its first — and then a second: p50/p99 of each. Knative's
-and KEDA's reported cold starts are printed beside (from ../shared/reference/scale-to-zero.md).
+requested), each gets one request — its first — and then a second: p50/p99 of each.
+
+The reference, measured in the same run: what a pod adds at the very least when an app at zero
+must wait for one — `wasmlet up` of the same image (what the pod runs), from process start to
+its first answer, with the compile cache and the image's blobs warm (no scheduling,
+no container). Knative's and KEDA's reported cold starts are printed beside (from
+../shared/reference/scale-to-zero.md).
 
     .venv/bin/python bench/activator.py [--apps 50] [--component hello|js-app]
 
@@ -34,7 +39,7 @@ import time  # noqa: E402
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import kmock  # noqa: E402
-from _common import free_port, machine, percentiles, stop  # noqa: E402
+from _common import free_port, machine, percentiles, stop, wait_http  # noqa: E402
 from fixtures.oci.registry import start_registry  # noqa: E402
 from support.kube_emulator import ApiServer  # noqa: E402
 from wasmtime_serve import resolve_component  # noqa: E402
@@ -121,14 +126,36 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 second = await asyncio.to_thread(one_pass, base, names)
             finally:
                 stop(proc)
+        pod = [await asyncio.to_thread(pod_start, image, tmp) for _ in range(args.pods)]
     finally:
         registry.stop()
+    pod_ms = {k: v / 1000 for k, v in percentiles(pod).items()}
     print("\n| request to an app at zero pods | p50 ms | p99 ms |\n|---|---|---|")
     print(f"| first (builds the app) | {first['p50']:.1f} | {first['p99']:.1f} |")
     print(f"| second | {second['p50']:.1f} | {second['p99']:.1f} |")
+    print(f"| reference: a pod's process start to first answer ({args.pods} starts) "
+          f"| {pod_ms['p50']:.1f} | {pod_ms['p99']:.1f} |")  # fmt: skip
+    print(f"\nthe pod's own start / the activator's first request (p50): "
+          f"{pod_ms['p50'] / first['p50']:.0f}x")  # fmt: skip
     print("\nreported first requests after zero elsewhere:")
     for who, figure in REPORTED:
         print(f"  {who}: {figure}")
+
+
+def pod_start(image: str, tmp: Path) -> float:
+    """Seconds from starting `wasmlet up` of `image` (cache warm) to its first 200."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "wasmlet.cli", "up", "-f", image, "-k", "--listen",
+        f"127.0.0.1:{port}", "--cache-dir", str(tmp / "cache"), "--log-level", "error",
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, cwd=tmp)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/")
+        return time.perf_counter() - t0
+    finally:
+        stop(proc)
 
 
 async def wait_loaded(base: str, count: int, timeout: float = 600) -> None:
@@ -149,6 +176,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--apps", type=int, default=50)
     parser.add_argument("--component", default="hello", help="hello (7 KB) or js-app (12 MB)")
+    parser.add_argument("--pods", type=int, default=5, help="reference pod starts to time")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:

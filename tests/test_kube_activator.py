@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from fixtures.oci.registry import REGISTRY_BIN, Registry, start_registry
 from support.component_guests import component
 from support.env import free_port, require_tool
 from support.kube_emulator import ApiServer
+from support.kube_operator import running_operator
 from support.server import Server, run_cli, start_server, write_app
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
@@ -93,27 +95,36 @@ class Activator:
         return httpx.get(self.url + "/.well-known/wasmlet/apps", timeout=5).json()  # type: ignore[no-any-return]
 
 
+@asynccontextmanager
+async def running_activator(server: str, tmp_path: Path) -> AsyncIterator[Activator]:
+    """`wasmlet kube activator` against API server `server`, answering when the block starts."""
+    port = free_port()
+    log = tmp_path / "activator.log"
+    cmd = [
+        sys.executable, "-m", "wasmlet.cli", "kube", "activator", "--server", server,
+        "--listen", f"127.0.0.1:{port}", "-k", "--state-dir", str(tmp_path / "state"),
+        "--cache-dir", str(tmp_path / "cache"), "--sample-interval", "0.2",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+    activator = Activator(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        await _until(lambda: _answers(activator), 30, log)
+        yield activator
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
 @pytest_asyncio.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[tuple[aiohttp.ClientSession, Activator]]:
     async with ApiServer() as api, kmock.Server(api) as server:
         url = str(server.url).rstrip("/")
-        port = free_port()
-        log = tmp_path / "activator.log"
-        cmd = [
-            sys.executable, "-m", "wasmlet.cli", "kube", "activator", "--server", url,
-            "--listen", f"127.0.0.1:{port}", "-k", "--state-dir", str(tmp_path / "state"),
-            "--cache-dir", str(tmp_path / "cache"), "--sample-interval", "0.2",
-        ]  # fmt: skip
-        with log.open("w") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
-        activator = Activator(proc, f"http://127.0.0.1:{port}", log)
-        try:
-            await _until(lambda: _answers(activator), 30, log)
-            async with aiohttp.ClientSession(url) as http:
-                yield http, activator
-        finally:
-            proc.terminate()
-            proc.wait(15)
+        async with (
+            running_activator(url, tmp_path) as activator,
+            aiohttp.ClientSession(url) as http,
+        ):
+            yield http, activator
 
 
 def _answers(activator: Activator) -> bool:
@@ -251,3 +262,185 @@ def _slice(name: str, pod: Server) -> dict[str, Any]:
         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
         "ports": [{"name": "http-app", "port": port, "protocol": "TCP"}],
     }
+
+
+# The whole of scale to zero: the operator and the activator against one API server. The test
+# plays the rest of Kubernetes: the EndpointSlice controller (it writes the slices of the
+# activator's and the pods' Services), the kubelet (a pod is a `wasmlet up` process, started
+# when the Deployment asks for one and stopped when it goes to zero) and kube-proxy (a request
+# to Service `slow` goes to an endpoint of its EndpointSlice `slow-wasmlet`, read per request;
+# `NETWORK` maps the endpoints' cluster addresses to this machine's ports).
+
+ACTIVATOR_IP, POD_IP = "10.0.0.5", "10.1.0.7"
+DISCOVERY = "/apis/discovery.k8s.io/v1/namespaces"
+
+
+def _endpoints(
+    service: str, ns: str, name: str, ip: str, port: int, **labels: str
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"kubernetes.io/service-name": service, **labels},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+    }
+
+
+class KubeProxy:
+    """Requests to Service `app`, routed as kube-proxy would from its EndpointSlice. Blocking
+    (the API server runs on the test's event loop): call it off the loop."""
+
+    def __init__(self, api: str, app: str) -> None:
+        self.api, self.app = api, app
+        self.network: dict[tuple[str, int], str] = {}  # (cluster IP, port) -> local URL
+
+    def endpoint(self) -> tuple[str, int] | None:
+        path = f"{DISCOVERY}/default/endpointslices/{self.app}-wasmlet"
+        r = httpx.get(self.api + path, timeout=5)
+        if r.status_code != 200:
+            return None
+        s = r.json()
+        ready = [e for e in s["endpoints"] if e.get("conditions", {}).get("ready") is not False]
+        return (ready[0]["addresses"][0], s["ports"][0]["port"]) if ready else None
+
+    def get(self, client: httpx.Client | None = None) -> tuple[tuple[str, int] | None, int]:
+        """(the endpoint it went to, the status): 0 when the endpoint did not answer."""
+        endpoint = self.endpoint()
+        url = self.network.get(endpoint) if endpoint else None
+        if url is None:
+            return endpoint, 0
+        try:
+            get = client.get if client is not None else httpx.get
+            r = get(url + "/", headers={"host": f"{self.app}.default.svc"})
+        except httpx.TransportError:
+            return endpoint, 0
+        return endpoint, r.status_code
+
+
+async def test_scale_to_zero_end_to_end(
+    images: dict[str, str], tmp_path: Path, cache_dir: Path
+) -> None:
+    autoscaler = {
+        "targetConcurrency": 1,
+        "stableWindowSeconds": 6,
+        "scaleToZero": {"enabled": True, "cooldownPeriodSeconds": 2},
+    }
+    async with ApiServer() as api, kmock.Server(api) as server:
+        url = str(server.url).rstrip("/")
+        async with (
+            running_operator(url, retry_delay=0.3, scale_down_grace=1.0),
+            running_activator(url, tmp_path) as activator,
+            aiohttp.ClientSession(url) as http,
+        ):
+            proxy = KubeProxy(url, "slow")
+            proxy.network[(ACTIVATOR_IP, 8080)] = activator.url
+            act = _endpoints("wasmlet-activator", "wasmlet-system", "act-1", ACTIVATOR_IP, 8080)
+            await _json(http, "POST", f"{DISCOVERY}/wasmlet-system/endpointslices", act)
+            executor = {
+                "apiVersion": "core.spinkube.dev/v1alpha1",
+                "kind": "SpinAppExecutor",
+                "metadata": {"name": "wasmlet", "namespace": "default"},
+                "spec": {
+                    "createDeployment": True,
+                    "deploymentConfig": {"runtimeClassName": "wasmtime-spin-v2"},
+                },
+            }
+            await _json(http, "POST", f"{CR}/spinappexecutors", executor)
+            await _json(
+                http, "POST", f"{CR}/spinapps", spinapp("slow", images["slow"], **autoscaler)
+            )
+
+            # at zero pods, Service slow leads to the activator, which answers
+            on_activator = (ACTIVATOR_IP, 8080)
+            await _until(lambda: proxy.get() == (on_activator, 200), 30, activator.log)
+            assert await deployment_replicas(http, "slow") == 0
+
+            # sustained load through the Service: the activator asks for a pod, the
+            # Deployment follows, and the Service stays on the activator until a pod is ready
+            def load(seconds: float) -> list[int]:
+                end, codes = time.monotonic() + seconds, []
+                with httpx.Client(timeout=30) as c:
+                    while time.monotonic() < end:
+                        codes.append(proxy.get(c)[1])
+                return codes
+
+            codes = await asyncio.gather(*[asyncio.to_thread(load, 5) for _ in range(3)])
+            assert {c for batch in codes for c in batch} == {200}
+
+            async def deployment_up() -> bool:
+                return (await deployment_replicas(http, "slow") or 0) >= 1
+
+            await _until(deployment_up, 15, activator.log)
+            assert await asyncio.to_thread(proxy.endpoint) == on_activator
+
+            # the kubelet: the pod starts and is ready; the Service moves to it. Requests
+            # sent throughout (one after another) all succeed.
+            def across_the_flip() -> list[tuple[tuple[str, int] | None, int]]:
+                seen: list[tuple[tuple[str, int] | None, int]] = []
+                deadline = time.monotonic() + 30
+                with httpx.Client(timeout=30) as c:
+                    while time.monotonic() < deadline:
+                        seen.append(proxy.get(c))
+                        if [e for e, _ in seen].count((POD_IP, 80)) >= 2:
+                            break
+                return seen
+
+            flip = asyncio.ensure_future(asyncio.to_thread(across_the_flip))
+            pod = start_server(images["slow"], "-k", cache_dir=cache_dir)
+            try:
+                proxy.network[(POD_IP, 80)] = pod.url
+                labels = {
+                    "core.spinkube.dev/app-name": "slow",
+                    "app.kubernetes.io/component": "pods",
+                }
+                pods = _endpoints("slow-pods", "default", "slow-pods-1", POD_IP, 80, **labels)
+                await _json(http, "POST", f"{DISCOVERY}/default/endpointslices", pods)
+                await _until(lambda: proxy.endpoint() == (POD_IP, 80), 10, activator.log)
+                seen = await flip
+                assert all(code == 200 for _, code in seen), seen
+                assert seen[0][0] == on_activator and seen[-1][0] == (POD_IP, 80), seen
+                served = httpx.get(pod.url + "/.well-known/wasmlet/load", timeout=5).json()
+                assert await asyncio.to_thread(proxy.get) == ((POD_IP, 80), 200)
+                after = httpx.get(pod.url + "/.well-known/wasmlet/load", timeout=5).json()
+                assert after["requests"] > served["requests"]  # the pod answered, not the activator
+
+                # idle: the activator scales to zero; the operator moves the Service to the
+                # activator first and the Deployment to zero after the grace, when the
+                # kubelet stops the pod. Requests sent throughout all succeed.
+                async def spinapp_at_zero() -> bool:
+                    return await replicas(http, "slow") == 0
+
+                await _until(spinapp_at_zero, 30, activator.log)
+                trickle: list[tuple[tuple[str, int] | None, int]] = []
+
+                async def kubelet_stops_the_pod() -> bool:
+                    trickle.append(await asyncio.to_thread(proxy.get))
+                    if await deployment_replicas(http, "slow") != 0:
+                        return False
+                    await asyncio.to_thread(pod.stop)
+                    return True
+
+                await _until(kubelet_stops_the_pod, 20, activator.log)
+                for _ in range(3):
+                    trickle.append(await asyncio.to_thread(proxy.get))
+                assert all(code == 200 for _, code in trickle), trickle
+                assert trickle[-1] == (on_activator, 200)
+                assert await served_by(http, "slow") == "activator"
+            finally:
+                pod.stop()
+
+
+async def deployment_replicas(http: aiohttp.ClientSession, name: str) -> int | None:
+    async with http.get(f"/apis/apps/v1/namespaces/default/deployments/{name}") as r:
+        return (await r.json())["spec"].get("replicas") if r.status == 200 else None
+
+
+async def served_by(http: aiohttp.ClientSession, name: str) -> str | None:
+    app = await _json(http, "GET", f"{CR}/spinapps/{name}")
+    return (app.get("status") or {}).get("servedBy")

@@ -225,6 +225,25 @@ def test_wasmlet_needs_enable_autoscaling_and_an_executor_with_deployments() -> 
     assert any("creates no Deployment" in e for e in found), found
 
 
+def test_wasmlet_at_zero_pods_refuses_what_the_activator_cannot_run() -> None:
+    volumes = {
+        "volumes": [{"name": "v", "emptyDir": {}}],
+        "volumeMounts": [{"name": "v", "mountPath": "/data"}],
+    }
+    pod_field = {"name": "node", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    secret = {"name": "key", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
+    at_zero = {"type": "wasmlet", "maxReplicas": 3}
+    found = errors(**WASMLET, **volumes, autoscaler=at_zero)
+    assert len(found) == 1 and found[0].startswith("spec.volumes: "), found
+    assert "minReplicas >= 1" in found[0]
+    found = errors(**WASMLET, variables=[secret, pod_field], autoscaler=at_zero)
+    assert len(found) == 1 and found[0].startswith("spec.variables[1] (node).valueFrom"), found
+    assert errors(**WASMLET, variables=[secret], autoscaler=at_zero) == []
+    # a pod always meant to be there: the activator only stands in (503) until one is ready
+    kept = {"type": "wasmlet", "minReplicas": 1, "maxReplicas": 3}
+    assert errors(**WASMLET, **volumes, variables=[pod_field], autoscaler=kept) == []
+
+
 def test_autoscaler_needs_enable_autoscaling_and_resources() -> None:
     found = errors(autoscaler={"type": "hpa", "maxReplicas": 3, "memoryUtilization": 60})
     assert any("needs enableAutoscaling: true" in e for e in found)

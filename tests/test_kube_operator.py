@@ -8,7 +8,6 @@ import asyncio
 import base64
 import inspect
 import socket
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +18,9 @@ import kopf
 import pytest
 import pytest_asyncio
 from support.kube_emulator import ApiServer
+from support.kube_operator import running_operator
 
 from wasmlet.kube import FIELD_MANAGER, FINALIZER
-from wasmlet.kube.operator import OperatorConfig, run
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -84,24 +83,12 @@ async def cluster() -> AsyncIterator[Cluster]:
     port = free_port()
     async with ApiServer() as api, kmock.Server(api) as server:
         url = str(server.url).rstrip("/")
-        config = OperatorConfig(
-            server=url,
-            retry_delay=0.3,
-            webhook=kopf.WebhookServer(addr="127.0.0.1", port=port, insecure=True),
-            scale_down_grace=GRACE,
-        )
-        # kopf's shutdown cancels every task started after it, so it gets its own thread/loop
-        stop, ready = threading.Event(), threading.Event()
-        thread = threading.Thread(
-            target=lambda: asyncio.run(run(config, stop_flag=stop, ready_flag=ready)), daemon=True
-        )
-        thread.start()
-        async with aiohttp.ClientSession(url) as http:
-            assert await asyncio.to_thread(ready.wait, 10), "the operator did not start"
+        webhook = kopf.WebhookServer(addr="127.0.0.1", port=port, insecure=True)
+        async with (
+            running_operator(url, retry_delay=0.3, webhook=webhook, scale_down_grace=GRACE),
+            aiohttp.ClientSession(url) as http,
+        ):
             yield Cluster(api, http, port)
-        stop.set()
-        await asyncio.to_thread(thread.join, 10)
-        assert not thread.is_alive(), "the operator did not stop"
 
 
 def executor(name: str = "containerd-shim-spin", **config: Any) -> dict[str, Any]:

@@ -49,6 +49,15 @@ def test_idle_grace_then_zero() -> None:
     assert run(scaler, load=0, seconds=10, start=155, current=1, ready=1) == 0  # t=164: 105 s
 
 
+def test_pods_draining_at_zero_do_not_bring_it_back() -> None:
+    """Once at zero, light load in the activator while the last pods drain (still ready in
+    their EndpointSlice) is the activator's to carry: no flapping back to a pod."""
+    scaler = Scaler(ScalerSettings(target=1, stable_window=6, idle_grace=2))
+    assert run(scaler, load=0, seconds=10, start=0, current=1, ready=1) == 0
+    assert run(scaler, load=0.5, seconds=10, start=10, current=0, ready=1) == 0
+    assert run(scaler, load=3, seconds=10, start=20, current=0, ready=1) == 3  # real load: pods
+
+
 def test_never_a_pod_with_max_zero_and_min_is_kept() -> None:
     alone = Scaler(ScalerSettings(max_replicas=0))
     assert run(alone, load=10_000, seconds=70, start=0, current=0, ready=0) == 0

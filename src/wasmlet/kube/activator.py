@@ -317,10 +317,14 @@ class Activator(AppHost):
         now = time.monotonic()
         with self._lock:
             tracked = list(self.tracked.items())
-        for key, app in tracked:
-            addresses = app.addresses()
-            loads = await asyncio.gather(*(self._pod_load(http, app, a, now) for a in addresses))
-            concurrency = sum(loads) + self._own_load(key, app, now)
+        # every pod of every app at once: one slow pod delays a sample by one scrape timeout
+        pods = [(app, app.addresses()) for _, app in tracked]
+        loads = await asyncio.gather(
+            *(asyncio.gather(*(self._pod_load(http, app, a, now) for a in addresses))
+              for app, addresses in pods)
+        )  # fmt: skip
+        for (key, app), (_, addresses), pod_loads in zip(tracked, pods, loads, strict=True):
+            concurrency = sum(pod_loads) + self._own_load(key, app, now)
             app.scaler.observe(now, concurrency)
             want = app.scaler.decide(now, app.replicas, len(addresses))
             if want != app.replicas:

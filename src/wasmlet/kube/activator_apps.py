@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import SpinApp
+from .models import SpinApp, SpinAppSpec
 from .quantity import parse_bytes
 from .rtconfig import RUNTIME_CONFIG_KEY, ValueRef, references, render
 
@@ -74,8 +74,11 @@ async def _read(lookup: Lookup, namespace: str, ref: ValueRef) -> str | None:
     return value
 
 
+_SELECTORS = (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef"))
+
+
 def _ref(source: Mapping[str, Any], what: str) -> ValueRef:
-    for kind, selector_key in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+    for kind, selector_key in _SELECTORS:
         selector = source.get(selector_key)
         if selector is not None:
             return ValueRef(
@@ -87,14 +90,31 @@ def _ref(source: Mapping[str, Any], what: str) -> ValueRef:
     raise NotActivatable(f"{what}: only values from a Secret or ConfigMap (no pod here)")
 
 
+def unsupported(spec: SpinAppSpec) -> list[str]:
+    """Why the activator cannot run an app with this spec as its pods would (pure; admission
+    refuses these for an app that may have no pod)."""
+    problems = []
+    if spec.volume_mounts or spec.volumes:
+        problems.append("spec.volumes: the pods' files are not the activator's")
+    if spec.components:
+        problems.append("spec.components: selective deployment is not supported")
+    for i, var in enumerate(spec.variables or []):
+        source = var.value_from
+        if var.value is None and source is not None and not any(k in source for _, k in _SELECTORS):
+            problems.append(
+                f"spec.variables[{i}] ({var.name}).valueFrom: only a Secret or ConfigMap "
+                "(there is no pod to read a field of)"
+            )
+    return problems
+
+
 async def app_config(app: SpinApp, lookup: Lookup) -> AppConfig:
     """How to run `app` in the activator; raises NotActivatable."""
     spec = app.spec
     namespace = app.namespace
-    if spec.volume_mounts or spec.volumes:
-        raise NotActivatable("volumes: the pods' files are not the activator's")
-    if spec.components:
-        raise NotActivatable("components: selective deployment is not supported")
+    problems = unsupported(spec)
+    if problems:
+        raise NotActivatable("; ".join(problems))
     variables: dict[str, str] = {}
     for var in spec.variables or []:
         if var.value is not None:

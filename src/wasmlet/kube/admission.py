@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import activator_apps
 from .models import (
     WASMLET_ONLY,
     Autoscaler,
@@ -166,7 +167,7 @@ def _validate_autoscaler(spec: SpinAppSpec, executor: SpinAppExecutorSpec | None
     if executor is not None and not executor.create_deployment:
         errors.append(f"{where}: the executor creates no Deployment, so there is nothing to scale")
     if auto.type == "wasmlet":
-        return errors + _validate_wasmlet(auto)
+        return errors + _validate_wasmlet(spec, auto)
     for name in sorted(WASMLET_ONLY):
         if name in auto.model_fields_set:
             field = Autoscaler.model_fields[name].alias or name
@@ -205,11 +206,18 @@ def _validate_autoscaler(spec: SpinAppSpec, executor: SpinAppExecutorSpec | None
     return errors
 
 
-def _validate_wasmlet(auto: Autoscaler) -> list[str]:
-    """Type wasmlet: the activator scales on concurrency, from zero pods by default."""
+def _validate_wasmlet(spec: SpinAppSpec, auto: Autoscaler) -> list[str]:
+    """Type wasmlet: the activator scales on concurrency, from zero pods by default, and
+    serves the app itself at zero pods, so it must be able to run it as its pods would."""
     where = "spec.autoscaler"
     errors = []
     minimum = auto.min_replicas if auto.min_replicas is not None else 0
+    if minimum == 0:
+        errors += [
+            f"{problem} (with type: wasmlet and minReplicas 0 the activator serves the app "
+            "at zero pods; set minReplicas >= 1 to keep it)"
+            for problem in activator_apps.unsupported(spec)
+        ]
     if auto.max_replicas < minimum:
         errors.append(
             f"{where}.maxReplicas: must be at least minReplicas ({minimum}); 0 means the "

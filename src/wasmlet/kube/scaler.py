@@ -10,8 +10,9 @@ panicking. Scale-up and scale-down rates are bounded.
 What differs from Knative, because the activator runs the app itself: from zero pods, load
 that the activator carries does not need a pod. Pods come only once the activator has carried
 `activation` pods' worth of concurrency over the stable window (or in a panic); an app that
-never sees that much load never gets a pod. And the last pod goes only after `idle_grace`
-seconds without any request.
+never sees that much load never gets a pod. Pods still ready once the app is at zero are
+draining and count for nothing. And the last pod goes only after `idle_grace` seconds without
+any request.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Scaler:
     def decide(self, now: float, current: int, ready: int) -> int:
         """The pod count the app should have, given `current` desired and `ready` pods."""
         s = self.settings
+        if current == 0:
+            ready = 0  # pods still ready at zero are draining: the activator carries the app
         if s.max_replicas <= 0:
             self._last = 0
             return 0
@@ -88,9 +91,9 @@ class Scaler:
             self._panic_since = now
         panicking = self._panic_since is not None and now - self._panic_since < s.stable_window
         want = max(panic_want, self._last) if panicking else stable_want
-        if current == 0 and ready == 0 and not panicking and stable < s.activation * s.target:
+        if current == 0 and not panicking and stable < s.activation * s.target:
             want = 0  # the activator carries this much itself
-        if want == 0 and (current > 0 or ready > 0):
+        if want == 0 and current > 0:
             idle_for = now - self._last_active if self._last_active is not None else math.inf
             if idle_for < s.idle_grace:
                 want = 1  # the last pod stays until the app has been idle long enough
