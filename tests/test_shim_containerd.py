@@ -5,6 +5,8 @@ are Wasm, Debian's 1.6 for an app in an ordinary image's filesystem. Images are 
 OCI layouts built by wasmlet's OCI code (apps) or by tests/fixtures/shim/images.py (busybox).
 HTTP goes to loopback only: `--net-host` with a free 127.0.0.1 port, or a network namespace
 made here. Skipped (with the reason) where containerd cannot run; under CI=true they fail.
+The template's own behaviour (many tasks, a template or a task killed) is in
+test_shim_template.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,115 +22,33 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fixtures.shim.containerd import (
-    NAMESPACE,
-    Containerd,
-    containerd_17,
-    fetch_containerd_17,
+from fixtures.shim.containerd import NAMESPACE, Containerd
+from fixtures.shim.images import linux_image
+from fixtures.shim.testing import (
+    SHIM_FIXTURES,
+    Events,
+    comm,
+    containerd_with_images,
+    finish,
+    parent,
+    require_root_tools,
+    run_app,
+    start_detached,
+    task_pid,
+    template_log,
+    unavailable,
+    wait_http,
+    wait_status,
 )
-from fixtures.shim.images import busybox_files, linux_image
-from support.env import FIXTURES, IN_CI, ROOT, TESTBED, free_port
-
-from wasmlet.loader import load_app
-from wasmlet.oci import build_image
-
-SHIM_FIXTURES = FIXTURES / "shim"
-HELLO = ROOT / "examples" / "hello"
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(reason + " — required under CI=true")
-    pytest.skip(reason)
-
-
-def _require_root_tools() -> None:
-    if os.geteuid() != 0:
-        _unavailable("containerd needs root")
-    for tool in ("containerd", "ctr", "runc"):
-        if shutil.which(tool) is None:
-            _unavailable(f"{tool} not installed (apt-get install containerd runc)")
-    if not Path("/bin/busybox").exists():
-        _unavailable("busybox not installed (apt-get install busybox-static)")
-
-
-class Events:
-    """`ctr events` in the background: (topic, payload line) pairs."""
-
-    def __init__(self, c: Containerd) -> None:
-        self.proc = c.ctr_popen("events")
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def topics(self, container: str) -> list[str]:
-        out = []
-        for line in list(self.lines):
-            m = re.search(r"(/tasks/\w+)\s+(\{.*\})", line)
-            if m and f'"{container}"' in m.group(2):
-                out.append(m.group(1))
-        return out
-
-    def wait_for(self, container: str, topic: str, timeout: float = 15) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if topic in self.topics(container):
-                return self.topics(container)
-            time.sleep(0.05)
-        raise AssertionError(f"no {topic} event for {container}: {self.topics(container)}")
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
-def wait_http(url: str, proc: subprocess.Popen[str] | None = None, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            return httpx.get(url, timeout=2).text
-        except httpx.HTTPError as e:
-            last = e
-        if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"ctr run exited {proc.returncode}:\n{out}\n{err}")
-        time.sleep(0.05)
-    raise AssertionError(f"{url} did not answer: {last}")
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 20) -> tuple[int, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out + err
-
+from fixtures.shim.testing import new_name as _name
+from support.env import TESTBED, free_port
 
 # -- containerd 1.7: images whose layers are Wasm -------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def c17(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
-    _require_root_tools()
-    bin_dir = containerd_17() or fetch_containerd_17()
-    if bin_dir is None:
-        _unavailable("containerd 1.7 is not available (scripts/containerd-1.7.sh failed)")
-    c = Containerd(bin_dir)
-    try:
-        c.start()
-    except RuntimeError as e:
-        c.cleanup()
-        _unavailable(f"containerd cannot run here: {e}")
-    images = tmp_path_factory.mktemp("images")
-    for name, app in (("hello", HELLO), ("needs-var", SHIM_FIXTURES / "needs-var")):
-        build_image(load_app(app), images / f"{name}.tar", name=f"localhost/{name}:1")
-        c.ctr("images", "import", str(images / f"{name}.tar"))
-    linux_image(images / "busybox.tar", "localhost/busybox:1", busybox_files(), ["sh"])
-    c.ctr("images", "import", str(images / "busybox.tar"))
-    yield c
-    c.cleanup()
+    yield from containerd_with_images(tmp_path_factory.mktemp("images"))
 
 
 @pytest.fixture(scope="module")
@@ -140,19 +59,22 @@ def events(c17: Containerd) -> Iterator[Events]:
     e.close()
 
 
-def _name() -> str:
-    return "t-" + uuid.uuid4().hex[:8]
-
-
 def test_wasm_image_serves_http_and_drains_on_sigterm(c17: Containerd, events: Events) -> None:
-    port, name = free_port(), _name()
-    env = f"SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}"
-    proc = c17.ctr_popen(
-        *c17.run_args("localhost/hello:1", name, "--rm", "--net-host", "--env", env)
-    )
+    """A task forked from the node's template: its own process (the task's shim), a child of
+    the template, in its own cgroup with the spec's memory limit; HTTP on loopback; metrics;
+    SIGTERM drains, exit 0; events in order."""
+    name = _name()
+    port, proc = run_app(c17, name, "--memory-limit", str(256 << 20))
     assert wait_http(f"http://127.0.0.1:{port}/", proc) == "Hello from wasmlet!\n"
+    pid = task_pid(c17, name)
+    assert comm(pid) == "wasmlet-task" and parent(pid) == c17.template_pid()
+    cgroup = f"/{NAMESPACE}/{name}"
+    assert any(line.endswith(cgroup) for line in Path(f"/proc/{pid}/cgroup").read_text().split())
+    memory = Path("/sys/fs/cgroup/memory", cgroup.lstrip("/"), "memory.limit_in_bytes")
+    if memory.exists():  # cgroup v1 (v2: memory.max)
+        assert int(memory.read_text()) == 256 << 20
     ps = c17.ctr("task", "ps", name).stdout
-    assert re.search(r"^\d+", ps.splitlines()[1]), ps
+    assert re.search(rf"^{pid}\b", ps.splitlines()[1]), ps
     metrics = c17.ctr("task", "metrics", name).stdout
     assert re.search(r"memory\.usage_in_bytes\s+[1-9]\d+|memory\.usage\s+[1-9]", metrics), metrics
     c17.ctr("task", "kill", name)  # SIGTERM: drain, exit 0
@@ -161,6 +83,7 @@ def test_wasm_image_serves_http_and_drains_on_sigterm(c17: Containerd, events: E
     assert "Serving http://127.0.0.1" in output  # the app's stdout reached the log pipe
     topics = events.wait_for(name, "/tasks/delete")
     assert topics[:4] == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+    assert not Path("/sys/fs/cgroup/memory", cgroup.lstrip("/")).exists()  # removed at Delete
 
 
 def test_sigkill_exit_status_and_precompiled_artifact(c17: Containerd, events: Events) -> None:
@@ -168,6 +91,8 @@ def test_sigkill_exit_status_and_precompiled_artifact(c17: Containerd, events: E
     content = c17.ctr("content", "ls").stdout
     assert "wasmlet.dev/precompiled/" in content
     assert "containerd.io/gc.ref.content.wasmlet." in content
+    # A node that lost its compile cache (say, a new node) copies it from the content store.
+    shutil.rmtree(c17.shim_state / "compile-cache")
     port, name = free_port(), _name()
     proc = c17.ctr_popen(
         *c17.run_args(
@@ -183,30 +108,29 @@ def test_sigkill_exit_status_and_precompiled_artifact(c17: Containerd, events: E
     c17.ctr("task", "kill", "-s", "SIGKILL", name)
     code, _ = finish(proc)
     assert code == 137
-    assert f"{name}: 1 precompiled artifacts from the content store" in c17.log.read_text()
+    assert f"{name}: 1 precompiled artifacts from the content store" in template_log(c17)
     assert '"exit_status":137' in "".join(
         line for line in events.lines if "/tasks/exit" in line and name in line
     )
 
 
 def test_memory_limit_oom_kill_is_reported(c17: Containerd, events: Events) -> None:
-    """A memory limit (the spec's, applied to the task's cgroup) the runner cannot start in:
-    the kernel kills it, the shim publishes /tasks/oom, the exit status is 137."""
+    """A guest that allocates without end in a task with a memory limit: the kernel kills the
+    task's process (it is the shim too); the template's successor publishes /tasks/oom and
+    the exit, 137, and `ctr run` gets that status."""
     name = _name()
-    args = c17.run_args(
-        "localhost/hello:1",
-        name,
-        "--rm",
-        "--net-host",
-        "--memory-limit",
-        str(25 << 20),
-        "--env",
-        f"SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{free_port()}",
-    )
-    result = c17.ctr(*args, check=False)
-    assert result.returncode == 137, result
+    port, proc = run_app(
+        c17, name, "--memory-limit", str(96 << 20), "--env", "SPIN_VARIABLE_GREETING=hi",
+        image="localhost/needs-var:1",
+    )  # fmt: skip
+    assert "FROM_MANIFEST=yes" in wait_http(f"http://127.0.0.1:{port}/?mode=env", proc)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/?mode=oom", timeout=30)
+    code, output = finish(proc, 30)
+    assert code == 137, output
     topics = events.wait_for(name, "/tasks/exit")
-    assert "/tasks/oom" in topics and topics.index("/tasks/start") < topics.index("/tasks/exit")
+    assert "/tasks/oom" in topics and topics.index("/tasks/oom") < topics.index("/tasks/exit")
+    assert '"exit_status":137' in events.payload(name, "/tasks/exit")
 
 
 def test_startup_error_reaches_exit_status_and_log(c17: Containerd) -> None:
@@ -265,87 +189,89 @@ def netns() -> Iterator[str]:
     subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
-def test_pod_pair_shares_the_network_namespace(c17: Containerd, netns: str) -> None:
-    """A Wasm container on the default 0.0.0.0:80 and busybox containers (runc's runtime,
-    and wasmlet's runtime handing an ELF entrypoint to runc) in one network namespace; the
-    two wasmlet containers of the "pod" (same sandbox-id annotation) share one shim."""
+def test_pod_shares_the_network_namespace_and_pause_goes_to_runc(
+    c17: Containerd, netns: str
+) -> None:
+    """A pod-like group in one network namespace: the sandbox (pause) container, handed to
+    containerd's own runc shim; the Wasm app on the default 0.0.0.0:80 in its own shim; a
+    busybox container under runc's runtime and one under wasmlet's runtime (an ELF
+    entrypoint, handed to runc by its shim) both fetching it over the shared loopback."""
     pod = ["--annotation", f"io.kubernetes.cri.sandbox-id={uuid.uuid4().hex}"]
-    wasm = _name()
+    sandbox = ["--annotation", "io.kubernetes.cri.container-type=sandbox"]
+    pause, wasm = _name(), _name()
+    ns = ["--with-ns", f"network:{netns}"]
     shims = set(c17.shim_pids())
-    c17.ctr(*c17.run_args("localhost/hello:1", wasm, "-d", "--with-ns", f"network:{netns}", *pod))
-    pod_shims = set(c17.shim_pids()) - shims
-    assert len(pod_shims) == 1
+    c17.ctr(*c17.run_args("localhost/busybox:1", pause, "-d", *ns, *pod, *sandbox), "sleep", "60")
+    pause_pid = task_pid(c17, pause)
+    assert comm(parent(pause_pid)) == "containerd-shim"  # runc's shim (comm is 15 bytes)
+    assert (Path(c17.base, "state/io.containerd.runtime.v2.task", NAMESPACE, pause) /
+            "wasmlet-runc-shim").exists()  # fmt: skip
+    c17.ctr(*c17.run_args("localhost/hello:1", wasm, "-d", *ns, *pod))
+    assert len(set(c17.shim_pids()) - shims) == 1  # the app's; not one for the pause
     fetch = ["wget", "-q", "-O", "-", "http://127.0.0.1:80/"]  # (-T crashes this busybox)
     script = "for i in $(seq 1 150); do " + " ".join(fetch) + " && exit 0; sleep 0.1; done; exit 9"
     runc = c17.ctr(
-        "run",
-        "--rm",
-        "--fifo-dir",
-        str(c17.base / "fifo"),
-        "--with-ns",
-        f"network:{netns}",
-        "localhost/busybox:1",
-        _name(),
-        "sh",
-        "-c",
-        script,
-        check=False,
-    )
+        "run", "--rm", "--fifo-dir", str(c17.base / "fifo"), *ns, "localhost/busybox:1",
+        _name(), "sh", "-c", script, check=False,
+    )  # fmt: skip
     assert runc.returncode == 0 and "Hello from wasmlet!" in runc.stdout, runc
     ours = c17.ctr(
-        *c17.run_args(
-            "localhost/busybox:1", _name(), "--rm", "--with-ns", f"network:{netns}", *pod
-        ),
-        *fetch,
-        check=False,
+        *c17.run_args("localhost/busybox:1", _name(), "--rm", *ns, *pod), *fetch, check=False
     )
     assert ours.returncode == 0 and "Hello from wasmlet!" in ours.stdout, ours
-    assert set(c17.shim_pids()) - shims == pod_shims  # the pod's shim served both
     code = c17.ctr(
         *c17.run_args("localhost/busybox:1", _name(), "--rm"), "sh", "-c", "exit 3", check=False
     ).returncode
     assert code == 3
-    c17.ctr("task", "kill", wasm)
-    assert _wait_stopped(c17, wasm)
-    c17.ctr("task", "delete", wasm, timeout=30)
-    c17.ctr("containers", "delete", wasm)
+    for name in (wasm, pause):
+        c17.ctr("task", "kill", "-s", "SIGKILL", name)
+        wait_status(c17, name, "STOPPED")
+        c17.ctr("task", "delete", name, timeout=30)
+        c17.ctr("containers", "delete", name)
 
 
-def _wait_stopped(c: Containerd, name: str, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = c.ctr("task", "ls", check=False).stdout
-        if not re.search(rf"^{name}\s+\d+\s+RUNNING", out, re.M):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def test_dead_shim_is_cleaned_up_by_delete(c17: Containerd, events: Events) -> None:
-    """SIGKILL the shim: containerd runs `shim delete`, which stops the runner."""
-    port, name = free_port(), _name()
-    shims = set(c17.shim_pids())
-    c17.ctr(
-        *c17.run_args(
-            "localhost/hello:1",
-            name,
-            "-d",
-            "--net-host",
-            "--env",
-            f"SPIN_HTTP_LISTEN_ADDR=127.0.0.1:{port}",
-        )
-    )
+def test_task_killed_outright_reports_137(c17: Containerd, events: Events) -> None:
+    """`kill -9` of a task's process: its exit (137) is reported, as for any task."""
+    name = _name()
+    port = start_detached(c17, name)
     assert "Hello" in wait_http(f"http://127.0.0.1:{port}/")
-    (shim,) = set(c17.shim_pids()) - shims
-    os.kill(shim, 9)
+    os.kill(task_pid(c17, name), 9)
     events.wait_for(name, "/tasks/exit")
-    deadline = time.monotonic() + 10
-    while name in c17.tasks() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert name not in c17.tasks()
+    assert '"exit_status":137' in events.payload(name, "/tasks/exit")
+    wait_status(c17, name, "STOPPED")
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+    c17.ctr("task", "delete", name)
     c17.ctr("containers", "delete", name)
+    assert name not in c17.tasks()
+
+
+def test_node_shim_killed_a_successor_takes_its_tasks_over(c17: Containerd, events: Events) -> None:
+    """`kill -9` of the node's shim: containerd does not see it go (the template kept its
+    connections); the successor serves the running tasks, their kill and exit, and new ones."""
+    name, other = _name(), _name()
+    port = start_detached(c17, name)
+    assert "Hello" in wait_http(f"http://127.0.0.1:{port}/")
+    (shim,) = c17.shim_pids("wasmlet-shim")
+    os.kill(shim, 9)
+    deadline = time.monotonic() + 10
+    while set(c17.shim_pids("wasmlet-shim")) in (set(), {shim}):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "Hello" in httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+    wait_status(c17, name, "RUNNING")
+    second = start_detached(c17, other)
+    assert "Hello" in wait_http(f"http://127.0.0.1:{second}/")
+    c17.ctr("task", "kill", name)  # SIGTERM through the successor: drains, exits 0
+    events.wait_for(name, "/tasks/exit")
+    assert '"exit_status":0' in events.payload(name, "/tasks/exit") or (
+        "exit_status" not in events.payload(name, "/tasks/exit"))  # fmt: skip
+    wait_status(c17, name, "STOPPED")
+    for n in (name, other):
+        c17.ctr("task", "kill", "-s", "SIGKILL", n, check=False)
+        wait_status(c17, n, "STOPPED")
+        c17.ctr("task", "delete", n)
+        c17.ctr("containers", "delete", n)
 
 
 def test_containerd_restart_reconnects(c17: Containerd) -> None:
@@ -425,13 +351,13 @@ def test_containerd_api_client_content_leases_and_errors(c17: Containerd, tmp_pa
 
 
 def test_rootfs_spin_toml_on_debian_containerd(tmp_path: Path) -> None:
-    _require_root_tools()
+    require_root_tools()
     c = Containerd(Path(shutil.which("containerd") or "/usr/bin/containerd").parent)
     try:
         try:
             c.start()
         except RuntimeError as e:
-            _unavailable(f"containerd cannot run here: {e}")
+            unavailable(f"containerd cannot run here: {e}")
         files = {
             "spin.toml": (SHIM_FIXTURES / "rootfs-app.toml").read_bytes(),
             "testbed.wasm": TESTBED,

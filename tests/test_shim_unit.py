@@ -198,7 +198,7 @@ def test_find_app_in_rootfs(tmp_path: Path) -> None:
     (root / "app" / "spin.toml").write_text("")
     assert find(_spec(["/app"]), root).manifest == root / "app/spin.toml"
     # without containerd (no image to ask about), find_app looks only at the root filesystem
-    found = asyncio.run(appsource.find_app(_spec(["prog"]), root, tmp_path / "blobs", None, "c"))
+    found = asyncio.run(appsource.find_app(_spec(["prog"]), root, None))
     assert found == appsource.LinuxProgram("/bin/prog")
 
 

@@ -9,12 +9,10 @@ filesystem.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .containerd import Containerd
-from .image import ImageApp, find_image_app
+from .image import ImageApp
 from .spec import Spec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -47,14 +45,12 @@ class LinuxProgram:
 AppKind = WasmApp | LinuxProgram
 
 
-async def find_app(
-    spec: Spec, rootfs: Path, blobs: Path, containerd: Containerd | None, container_id: str
-) -> AppKind:
-    if containerd is not None:
-        image = await find_image_app(containerd, container_id, blobs)
-        if image is not None:
-            return WasmApp(image=image)
-    return await asyncio.to_thread(find_in_rootfs, spec, rootfs)  # file system calls
+async def find_app(spec: Spec, rootfs: Path, image: ImageApp | None) -> AppKind:
+    """`image`: the container's image as a Wasm app (`find_image_app`), if it is one; else
+    the root filesystem decides."""
+    if image is not None:
+        return WasmApp(image=image)
+    return find_in_rootfs(spec, rootfs)  # a few stats and a 4-byte read: no thread for that
 
 
 def find_in_rootfs(spec: Spec, rootfs: Path) -> AppKind:

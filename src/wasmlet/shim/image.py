@@ -66,6 +66,13 @@ class ImageApp:
     def wasm_layers(self) -> tuple[str, ...]:
         return tuple(b.digest for b in self.layers if b.kind == WASM)
 
+    def to_json(self) -> list[Any]:
+        return [self.name, self.config.to_json(), [b.to_json() for b in self.layers]]
+
+    @classmethod
+    def from_json(cls, value: list[Any]) -> ImageApp:
+        return cls(str(value[0]), Blob.from_json(value[1]), tuple(map(Blob.from_json, value[2])))
+
 
 def blob_path(blobs: Path, kind: str, digest: str) -> Path:
     algorithm, _, hexdigest = digest.partition(":")

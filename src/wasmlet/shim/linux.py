@@ -7,6 +7,7 @@ import ctypes.util
 import os
 
 CLONE_NEWNS = 0x00020000
+CLONE_FS = 0x00000200
 CLONE_NEWNET = 0x40000000
 MS_RDONLY = 0x1
 MS_REMOUNT = 0x20
@@ -15,6 +16,7 @@ MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 0x2
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NAME = 15
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -53,6 +55,21 @@ def setns(path: str, nstype: int) -> None:
 
 def set_child_subreaper() -> None:
     _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def set_name(name: bytes) -> None:
+    """The process's name in `ps`/`/proc/PID/comm` (15 bytes): forked processes share their
+    template's command line, this tells a task's shim from the template."""
+    _check(_libc.prctl(PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0), "prctl(PR_SET_NAME)")
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot): with the pid, identifies it."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def is_mountpoint(path: str) -> bool:

@@ -1,4 +1,8 @@
-"""A task's main process: a wasmlet runner (Wasm apps) or a runc container (Linux programs)."""
+"""A task's process: the base the Task service drives, and a runc container (Linux programs).
+
+A Wasm app is run by the shim's own process (appprocess.py); a Linux program by runc, from
+the same bundle, with this process as the container's subreaper.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import signal
-import sys
 from pathlib import Path
 
 from google.protobuf import any_pb2
 
-from . import precompile
-from .appsource import WasmApp
+from . import linux
 from .cgroups import Cgroup, expand_path
-from .containerd import Containerd
 from .reaper import Reaper
-from .runnerconfig import GO_FD, READY_FD, Bind, RunnerConfig
 from .settings import ShimSettings
 from .spec import Spec
 from .stdio import Stdio, close
@@ -58,6 +56,12 @@ class TaskProcess(abc.ABC):
     def running(self) -> bool:
         return self.exited is not None and not self.exited.done()
 
+    @property
+    def watches_oom(self) -> bool:
+        """Whether the service polls the cgroup's OOM kills while the process runs (an OOM
+        kill of the shim's own process is reported by its successor instead)."""
+        return True
+
     def pids(self) -> list[int]:
         found = self.cgroup.pids() if self.cgroup is not None else []
         return found or ([self.pid] if self.running else [])
@@ -68,136 +72,18 @@ class TaskProcess(abc.ABC):
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills() if self.cgroup is not None else 0
 
+    def exit_reported(self, pid: int, code: int) -> None:
+        """The template reaped `pid` (its child, or an orphan it adopted): ours, if it is
+        our process and its exit is not known otherwise."""
+        return None  # a process whose exit comes otherwise
+
     def state(self) -> dict[str, object]:
         """What `delete` needs to clean up after a dead shim (saved in the bundle)."""
-        return {"pid": self.pid, "cgroup": self.cgroup.path if self.cgroup else None}
-
-
-class WasmProcess(TaskProcess):
-    """`python -m wasmlet.shim.runner`: prepared at Create, released at Start."""
-
-    def __init__(
-        self,
-        reaper: Reaper,
-        task_id: str,
-        bundle: Path,
-        spec: Spec,
-        stdio: Stdio,
-        app: WasmApp,
-        settings: ShimSettings,
-        containerd: Containerd | None,
-    ) -> None:
-        super().__init__(reaper, task_id, bundle, spec, stdio)
-        self.app = app
-        self.settings = settings
-        self.containerd = containerd
-        self.work = bundle / "wasmlet"
-        self.cache_dir = self.work / "cache" if app.image else settings.compile_cache
-        self._go: int | None = None
-        self.harvest: asyncio.Task[int] | None = None
-
-    async def create(self) -> int:
-        if self.stdio.terminal:
-            raise ProcessError("a terminal (tty) is not supported for Wasm apps")
-        self.work.mkdir(parents=True, exist_ok=True)
-        if self.app.image and self.containerd is not None:
-            found = await precompile.materialize(
-                self.containerd, self.app.wasm_layers, self.cache_dir
-            )
-            log.info("%s: %d precompiled artifacts from the content store", self.id, found)
-        self.cgroup = _make_cgroup(self.spec, self.id)
-        config = self._runner_config()
-        config_path = self.work / "runner.json"
-        config.write(config_path)
-        go_read, self._go = os.pipe()
-        ready_read, ready_write = os.pipe()
-        fds = self.stdio.open()
-        null = os.open(os.devnull, os.O_RDONLY)
-        try:
-            self.pid = self.reaper.spawn(
-                [sys.executable, "-m", "wasmlet.shim.runner", str(config_path)],
-                {0: null, 1: fds[1], 2: fds[2], GO_FD: go_read, READY_FD: ready_write},
-                env=_runner_env(),
-            )
-        finally:
-            for fd in (go_read, ready_write, null):
-                os.close(fd)
-            close(fds)
-        self.exited = self.reaper.wait(self.pid)
-        try:
-            report = await asyncio.to_thread(_read_line, ready_read)
-        finally:
-            os.close(ready_read)
-        if report.get("ok") and self.app.image and self.containerd is not None:
-            self.harvest = asyncio.create_task(self._harvest())
-        return self.pid
-
-    def _runner_config(self) -> RunnerConfig:
-        namespaces = self.spec.namespaces
-        netns = namespaces.get("network") if "network" in namespaces else None
-        rootfs = self.spec.rootfs(self.bundle)
-        image = self.app.image
-        return RunnerConfig(
-            container_id=self.id,
-            rootfs=str(rootfs),
-            work=str(self.work),
-            cache_dir=str(self.cache_dir),
-            blobs=str(self.settings.blobs),
-            image=image.name if image else None,
-            image_config=image.config.to_json() if image else None,
-            image_layers=[b.to_json() for b in image.layers] if image else [],
-            manifest=str(self.app.manifest) if self.app.manifest else None,
-            wasm=str(self.app.wasm) if self.app.wasm else None,
-            env=self.spec.env,
-            netns=netns,
-            new_netns="network" in namespaces and netns is None,
-            binds=[
-                Bind(m.source, m.destination, m.readonly) for m in self.spec.mounts if m.is_bind
-            ],
-            cgroup_procs=[
-                str(d / "cgroup.procs") for d in (self.cgroup.dirs.values() if self.cgroup else [])
-            ],
-        )
-
-    async def _harvest(self) -> int:
-        assert self.containerd is not None
-        try:
-            return await precompile.harvest(self.containerd, self.app.wasm_layers, self.cache_dir)
-        except Exception as e:
-            log.warning("%s: cannot store precompiled artifacts: %s", self.id, e)
-            return 0
-
-    async def start(self) -> None:
-        if self._go is None:
-            raise ProcessError("already started")
-        try:
-            os.write(self._go, b"g")
-        except BrokenPipeError:
-            pass  # it died while created (e.g. OOM-killed): the exit is reported as usual
-        finally:
-            os.close(self._go)
-            self._go = None
-
-    async def kill(self, signum: int, all_processes: bool) -> None:
-        if all_processes and self.cgroup is not None:
-            self.cgroup.kill_all(signum)
-        if self.running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
-
-    async def cleanup(self) -> None:
-        if self._go is not None:  # never started: the runner exits when the pipe closes
-            os.close(self._go)
-            self._go = None
-        if self.running:
-            await self.kill(signal.SIGKILL, True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.exited), 5)  # type: ignore[arg-type]
-        if self.harvest is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.harvest), 30)
-        if self.cgroup is not None:
-            self.cgroup.delete()
+        return {
+            "pid": self.pid,
+            "start_time": linux.start_time(self.pid) if self.pid else None,
+            "cgroup": self.cgroup.path if self.cgroup else None,
+        }
 
 
 class RuncProcess(TaskProcess):
@@ -262,8 +148,14 @@ class RuncProcess(TaskProcess):
     def state(self) -> dict[str, object]:
         return {**super().state(), "runc": self._argv()}
 
+    def exit_reported(self, pid: int, code: int) -> None:
+        """Its init's exit, from the template: it reaps it once our shim has died (a
+        successor's containers) — while we live, the init is our child (the reaper)."""
+        if pid == self.pid and self.exited is not None and not self.exited.done():
+            self.exited.set_result(code)
 
-def _make_cgroup(spec: Spec, task_id: str) -> Cgroup | None:
+
+def make_cgroup(spec: Spec, task_id: str) -> Cgroup | None:
     cgroup = Cgroup(expand_path(spec.cgroups_path, task_id))
     try:
         cgroup.create()
@@ -276,26 +168,6 @@ def _make_cgroup(spec: Spec, task_id: str) -> Cgroup | None:
 
 def _systemd_cgroup(path: str) -> bool:
     return len(path.split(":")) == 3 and not path.startswith("/")
-
-
-def _runner_env() -> dict[str, str]:
-    """The runner's own start environment (the container's is applied inside it)."""
-    keep = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "WASMLET_LOG_LEVEL")
-    return {k: os.environ[k] for k in keep if k in os.environ}
-
-
-def _read_line(fd: int) -> dict[str, object]:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return {"ok": False, "error": "the runner exited during startup"}
-    return value if isinstance(value, dict) else {"ok": False}
 
 
 def _last_runc_error(bundle: Path) -> str:

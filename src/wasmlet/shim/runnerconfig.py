@@ -1,16 +1,17 @@
-"""What the shim tells a runner process (a JSON file in the task's work directory)."""
+"""What a Wasm task is given by the shim (runner.py): the container, as parsed from its spec,
+and where the shim put things. Plain data, so it crosses to the template (marshal) or, with no
+template, to a runner started as a program (a JSON file)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import Any
 
 DEFAULT_LISTEN = "0.0.0.0:80"
 LISTEN_ENV = "SPIN_HTTP_LISTEN_ADDR"
 RUNTIME_CONFIG = "runtime-config.toml"  # at the root of the container's filesystem
-GO_FD = 3  # the runner waits for one byte here before serving (the shim's Start)
-READY_FD = 4  # the runner reports one JSON line here once prepared (or failed)
+GO_FD = 3  # a runner started as a program: it waits for one byte here before serving
+STATUS_FD = 4  # and reports JSON lines here: {"ok", "error"} once prepared, {"exit"} at the end
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RunnerConfig:
     container_id: str
     rootfs: str
     work: str  # the task's own directory: the app's home and state
-    cache_dir: str  # wasmlet's compile cache the runner uses
+    cache_dir: str  # the node's precompiled artifacts (wasmlet's compile-cache layout)
     blobs: str = ""  # the shim's blob directory (image layers)
     image: str | None = None  # an app from this image's layers …
     image_config: list[object] | None = None  # [media type, digest, size]
@@ -42,11 +43,9 @@ class RunnerConfig:
     def listen(self) -> str:
         return self.env.get(LISTEN_ENV) or DEFAULT_LISTEN
 
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1))
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     @classmethod
-    def read(cls, path: Path) -> RunnerConfig:
-        data = json.loads(path.read_text())
-        data["binds"] = [Bind(**b) for b in data.get("binds") or []]
-        return cls(**data)
+    def from_dict(cls, data: dict[str, Any]) -> RunnerConfig:
+        return cls(**{**data, "binds": [Bind(**b) for b in data.get("binds") or []]})

@@ -1,9 +1,11 @@
 """The Task service (`containerd.task.v2.Task`) over the tasks of one shim.
 
-One shim serves one container, or every container of a Kubernetes pod (grouped by the
-sandbox id). Implemented: Create, Start, Wait, Delete, State, Pids, Kill, Connect, Shutdown,
-CloseIO, Stats. Pause, Resume, Checkpoint, Exec, ResizePty and Update answer UNIMPLEMENTED
-(the ttrpc server's answer to a method it does not serve).
+The node's shim serves every container of its containerd namespace (daemon.py): a Wasm app
+runs in a process of its own forked by the template (appprocess.py, runner.py), a Linux
+program under runc. Implemented: Create, Start, Wait, Delete,
+State, Pids, Kill, Connect, Shutdown, CloseIO, Stats. Pause, Resume, Checkpoint, Exec,
+ResizePty and Update answer UNIMPLEMENTED (the ttrpc server's answer to a method it does not
+serve).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from pathlib import Path
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from .. import __version__
-from . import appsource, rootfs
+from . import appsource, precompile, rootfs
+from .appprocess import AppProcess
 from .appsource import AppNotFoundError, LinuxProgram
 from .containerd import Containerd, ContainerdError
 from .events import Publisher, now
-from .image import ImageError
-from .process import ProcessError, RuncProcess, TaskProcess, WasmProcess
+from .image import ImageApp, ImageError, find_image_app
+from .link import TemplateLink
+from .process import ProcessError, RuncProcess, TaskProcess
 from .proto import shim_pb2, task_events_pb2, task_types_pb2
 from .reaper import Reaper
 from .settings import STATE_FILE, ShimSettings
@@ -63,7 +67,8 @@ class ShimContext:
     settings: ShimSettings
     publisher: Publisher
     reaper: Reaper
-    on_idle: Callable[[], None]  # called when Shutdown finds no task left
+    link: TemplateLink = field(default_factory=lambda: TemplateLink(None))
+    on_idle: Callable[[], None] = lambda: None  # stops the shim
 
 
 class TaskService:
@@ -71,6 +76,37 @@ class TaskService:
         self.ctx = ctx
         self.tasks: dict[str, Task] = {}
         self._containerd = Containerd(ctx.address, ctx.namespace) if ctx.address else None
+        self._images: dict[str, asyncio.Task[tuple[ImageApp | None, list[str]]]] = {}
+        ctx.link.on_exit = self.exit_reported
+        ctx.link.on_coming = self.prefetch
+
+    def prefetch(self, task_id: str) -> None:
+        """Start finding out what the container runs (containerd's API: container, image,
+        manifest, blobs; this node's artifacts) while containerd is on its way to Create
+        (the template says a container is coming, at its `start`)."""
+        if self._containerd is not None and task_id not in self._images:
+            task = asyncio.create_task(self._resolve(task_id))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # seen at Create
+            self._images[task_id] = task
+            loop = asyncio.get_running_loop()
+            loop.call_later(60, lambda: self._images.pop(task_id, None))  # never created
+
+    async def _resolve(self, task_id: str) -> tuple[ImageApp | None, list[str]]:
+        assert self._containerd is not None
+        image = await find_image_app(self._containerd, task_id, self.ctx.settings.blobs)
+        unlabelled: list[str] = []
+        if image is not None:
+            copied, unlabelled = await precompile.materialize(
+                self._containerd, image.wasm_layers, self.ctx.settings.compile_cache
+            )
+            if copied:
+                log.info("%s: %d precompiled artifacts from the content store", task_id, copied)
+        return image, unlabelled
+
+    def exit_reported(self, pid: int, code: int) -> None:
+        """The template saw a process it forked (or adopted) exit."""
+        for task in self.tasks.values():
+            task.process.exit_reported(pid, code)
 
     def close(self) -> None:
         """Close the connection to containerd's API (the shim is exiting)."""
@@ -148,18 +184,23 @@ class TaskService:
     async def _process(
         self, task_id: str, bundle: Path, spec: Spec, stdio: Stdio, target: Path
     ) -> TaskProcess:
-        app = await appsource.find_app(
-            spec, target, self.ctx.settings.blobs, self._containerd, task_id
-        )
+        image: ImageApp | None = None
+        unlabelled: list[str] = []
+        prefetched = self._images.pop(task_id, None)
+        if prefetched is not None:
+            image, unlabelled = await prefetched
+        elif self._containerd is not None:
+            image, unlabelled = await self._resolve(task_id)
+        app = await appsource.find_app(spec, target, image)
         log.info("%s: %s", task_id, appsource.describe(app))
         if isinstance(app, LinuxProgram):
             return RuncProcess(
                 self.ctx.reaper, task_id, bundle, spec, stdio, self.ctx.settings,
                 self.ctx.namespace,
             )  # fmt: skip
-        return WasmProcess(
+        return AppProcess(
             self.ctx.reaper, task_id, bundle, spec, stdio, app, self.ctx.settings,
-            self._containerd,
+            self._containerd, self.ctx.link, unlabelled,
         )  # fmt: skip
 
     async def start(self, req: shim_pb2.StartRequest) -> shim_pb2.StartResponse:
@@ -187,8 +228,9 @@ class TaskService:
         exited = task.process.exited
         assert exited is not None
         seen = 0
+        poll = OOM_POLL if task.process.watches_oom else None
         while True:
-            done, _ = await asyncio.wait({exited}, timeout=OOM_POLL)
+            done, _ = await asyncio.wait({exited}, timeout=poll)
             ooms = task.process.oom_kills()
             if ooms > seen:
                 seen = ooms
@@ -206,6 +248,7 @@ class TaskService:
             self._publish_exit(task)
 
     def _publish_exit(self, task: Task) -> None:
+        self.ctx.link.published(task.id)
         self.ctx.publisher.publish(
             task_events_pb2.TaskExit(
                 container_id=task.id,
@@ -302,7 +345,10 @@ class TaskService:
         )
 
     async def shutdown(self, req: shim_pb2.ShutdownRequest) -> empty_pb2.Empty:
-        if not self.tasks or req.now:
+        """containerd asks after each task it deleted: the node's shim stays, for the next
+        containers the template sends here — unless the template is gone (a new one forks a
+        shim of its own) and it has no task left."""
+        if not self.tasks and not self.ctx.link.alive:
             self.ctx.on_idle()
         return empty_pb2.Empty()
 

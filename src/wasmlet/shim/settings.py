@@ -5,29 +5,35 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-STATE_ENV = "WASMLET_SHIM_STATE_DIR"
-SOCKET_ENV = "WASMLET_SHIM_SOCKET_DIR"
+from .nodepaths import DEFAULT_STATE, STATE_ENV, STATE_FILE, socket_dir
+
 RUNC_ENV = "WASMLET_SHIM_RUNC"
-SOCKET_FD_ENV = "WASMLET_SHIM_SOCKET_FD"  # start -> daemon: the listening socket
-STATE_FILE = "wasmlet-task.json"  # in the bundle: what `delete` needs after a dead shim
+__all__ = ["STATE_FILE", "ShimSettings"]
 
 
 @dataclass(frozen=True)
 class ShimSettings:
     state_dir: Path  # blobs of images, the compile cache for apps not from images
     socket_dir: Path  # the shims' ttrpc sockets
-    runc: str  # the runc binary, for ordinary containers
+    runc_override: str  # WASMLET_SHIM_RUNC, or "": runc on PATH (see `runc`)
 
     @classmethod
-    def from_env(cls) -> ShimSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ShimSettings:
+        env = os.environ if env is None else env
         return cls(
-            state_dir=Path(os.environ.get(STATE_ENV) or "/var/lib/wasmlet/shim"),
-            socket_dir=Path(os.environ.get(SOCKET_ENV) or "/run/wasmlet/s"),
-            runc=os.environ.get(RUNC_ENV) or shutil.which("runc") or "/usr/sbin/runc",
+            state_dir=Path(env.get(STATE_ENV) or DEFAULT_STATE),
+            socket_dir=Path(socket_dir(env)),
+            runc_override=env.get(RUNC_ENV) or "",
         )
+
+    @property
+    def runc(self) -> str:
+        """The runc binary, for ordinary containers (looked up only when one is run)."""
+        return self.runc_override or shutil.which("runc") or "/usr/sbin/runc"
 
     @property
     def blobs(self) -> Path:
@@ -35,6 +41,8 @@ class ShimSettings:
 
     @property
     def compile_cache(self) -> Path:
+        """The node's precompiled Wasm (wasmlet's compile-cache layout), shared by every
+        task: an artifact is compiled or copied here once and mapped by each start."""
         return self.state_dir / "compile-cache"
 
     def runc_root(self, namespace: str) -> Path:

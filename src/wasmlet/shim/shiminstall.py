@@ -1,11 +1,15 @@
 """Put `containerd-shim-wasmlet-v2` on a node.
 
-* `link` (a node where wasmlet is installed, e.g. with pip): a symlink in `--bin-dir` to this
-  installation's console script.
+* `link` (a node where wasmlet is installed, e.g. with pip): in `--bin-dir`, the shell
+  launcher (nodepaths.launcher) running this installation's console script.
 * `copy` (from the installer DaemonSet, host filesystem mounted at `--host-root`): this
   Python — interpreter, standard library, site-packages with wasmlet, and the shared
-  libraries they link except glibc's — copied to `--prefix` (default /opt/wasmlet), plus a
-  wrapper script in `--bin-dir`. The host needs a glibc at least as new as the image's.
+  libraries they link except glibc's — copied to `--prefix` (default /opt/wasmlet), plus the
+  shell launcher in `--bin-dir` running it. The host needs a glibc at least as new as the
+  image's.
+
+Either way the shim binary is a shell script: a container start goes to the node's template
+without starting Python (see nodepaths.launcher).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import wasmlet
+
+from .nodepaths import launcher, template_key
 
 SHIM = "containerd-shim-wasmlet-v2"
 STAMP = ".wasmlet-install"
@@ -51,15 +57,22 @@ def console_script() -> Path:
 
 def install_link(host_root: Path, bin_dir: Path, dry_run: bool) -> Change:
     target = console_script().resolve()
-    link = on_host(host_root, bin_dir / SHIM)
-    if link.is_symlink() and link.resolve() == target:
-        return Change(f"{bin_dir / SHIM} -> {target}", False)
+    text = launcher(f'exec "{target}" "$@"')
+    return _write(
+        on_host(host_root, bin_dir / SHIM), text, f"{bin_dir / SHIM} -> {target}", dry_run
+    )
+
+
+def _write(script: Path, text: str, what: str, dry_run: bool) -> Change:
+    if script.is_file() and not script.is_symlink() and script.read_text() == text:
+        return Change(what, False)
     if not dry_run:
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.exists() or link.is_symlink():
-            link.unlink()
-        link.symlink_to(target)
-    return Change(f"{bin_dir / SHIM} -> {target}", True)
+        script.parent.mkdir(parents=True, exist_ok=True)
+        if script.is_symlink() or script.exists():
+            script.unlink()
+        script.write_text(text)
+        script.chmod(0o755)
+    return Change(what, True)
 
 
 def _fingerprint() -> str:
@@ -72,13 +85,12 @@ def _fingerprint() -> str:
 
 def wrapper(prefix: Path) -> str:
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    return (
-        "#!/bin/sh\n"
-        "# containerd-shim-wasmlet-v2, installed by `wasmlet node install`\n"
-        f'export PYTHONHOME="{prefix}" LD_LIBRARY_PATH="{prefix}/lib"\n'
-        "export PYTHONNOUSERSITE=1\n"
-        f'exec "{prefix}/bin/{version}" -m wasmlet.shim.main "$@"\n'
+    python = (
+        f'export PYTHONHOME="{prefix}" LD_LIBRARY_PATH="{prefix}/lib" PYTHONNOUSERSITE=1; '
+        f'exec "{prefix}/bin/{version}" -m wasmlet.shim.main "$@"'
     )
+    package = f"{prefix}/lib/{version}/site-packages/wasmlet"
+    return launcher(python, template_key(f"{prefix}/bin/{version}", package))
 
 
 def install_copy(host_root: Path, prefix: Path, bin_dir: Path, dry_run: bool) -> list[Change]:
@@ -95,17 +107,7 @@ def install_copy(host_root: Path, prefix: Path, bin_dir: Path, dry_run: bool) ->
             stamp.write_text(fingerprint + "\n")
         changes.append(Change(f"Python runtime with wasmlet in {prefix}", True))
     script = on_host(host_root, bin_dir / SHIM)
-    text = wrapper(prefix)
-    if script.is_file() and not script.is_symlink() and script.read_text() == text:
-        changes.append(Change(f"{bin_dir / SHIM} (wrapper)", False))
-    else:
-        if not dry_run:
-            script.parent.mkdir(parents=True, exist_ok=True)
-            if script.is_symlink():
-                script.unlink()
-            script.write_text(text)
-            script.chmod(0o755)
-        changes.append(Change(f"{bin_dir / SHIM} (wrapper)", True))
+    changes.append(_write(script, wrapper(prefix), f"{bin_dir / SHIM} (wrapper)", dry_run))
     return changes
 
 

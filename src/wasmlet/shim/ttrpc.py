@@ -4,6 +4,10 @@ A frame is a 10-byte big-endian header (payload length, stream id, type, flags) 
 protobuf payload: `ttrpc.Request` from the client (odd stream ids), `ttrpc.Response` back.
 containerd multiplexes every call on one connection and some calls block (`Wait`), so the
 server runs each request as its own asyncio task and serialises only the writes.
+
+An `Observer` sees each connection and each call begin and end: the task shim tells the
+node's template about them, so that if the task's process dies, a successor can take its
+connections over and answer the calls it left pending (`Server.adopt`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -84,6 +88,18 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
 Handler = Callable[[Message], Awaitable[Message]]
 
 
+class Observer(Protocol):
+    """Told about the server's connections and calls (the template's records)."""
+
+    def connected(self, conn: int, sock: socket.socket) -> None: ...
+
+    def closed(self, conn: int) -> None: ...
+
+    def begin(self, conn: int, stream: int, method: str, envelope: bytes) -> None: ...
+
+    def end(self, conn: int, stream: int, ok: bool) -> None: ...
+
+
 @dataclass(frozen=True)
 class Method:
     request_type: type[Message]
@@ -93,10 +109,12 @@ class Method:
 class Server:
     """Serves registered services; unknown services and methods answer UNIMPLEMENTED."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: Observer | None = None) -> None:
         self.services: dict[str, dict[str, Method]] = {}
+        self.observer = observer
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
 
     def register(self, service: str, methods: dict[str, Method]) -> None:
         self.services.setdefault(service, {}).update(methods)
@@ -104,18 +122,49 @@ class Server:
     async def start(self, sock: socket.socket) -> None:
         self._server = await asyncio.start_unix_server(self._connection, sock=sock)
 
+    async def adopt(self, sock: socket.socket, conn: int, pending: list[tuple[int, bytes]]) -> None:
+        """Serve an already accepted connection (of a process that died), first answering
+        the calls it left pending: (stream id, ttrpc.Request bytes)."""
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        task = asyncio.create_task(self._serve(reader, writer, conn, pending))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
         for task in list(self._connections):
             task.cancel()
 
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         current = asyncio.current_task()
         assert current is not None
         self._connections.add(current)
+        try:
+            await self._serve(reader, writer, next(self._ids), [])
+        finally:
+            self._connections.discard(current)
+
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        conn: int,
+        pending: list[tuple[int, bytes]],
+    ) -> None:
         lock = asyncio.Lock()
         calls: set[asyncio.Task[None]] = set()
+        observer = self.observer
+        if observer is not None:
+            observer.connected(conn, writer.get_extra_info("socket"))
+        for stream_id, payload in pending:
+            call = asyncio.create_task(self._call(writer, lock, stream_id, payload, conn))
+            calls.add(call)
+            call.add_done_callback(calls.discard)
         try:
             while True:
                 stream_id, message_type, payload = await read_frame(reader)
@@ -125,7 +174,7 @@ class Server:
                     error = TtrpcError(Code.RESOURCE_EXHAUSTED, "request too large")
                     await self._reply(writer, lock, -stream_id, _error_response(error))
                     continue
-                call = asyncio.create_task(self._call(writer, lock, stream_id, payload))
+                call = asyncio.create_task(self._call(writer, lock, stream_id, payload, conn))
                 calls.add(call)
                 call.add_done_callback(calls.discard)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -134,14 +183,24 @@ class Server:
             for call in calls:
                 call.cancel()
             writer.close()
-            self._connections.discard(current)
+            if observer is not None:
+                observer.closed(conn)
 
     async def _call(
-        self, writer: asyncio.StreamWriter, lock: asyncio.Lock, stream_id: int, payload: bytes
+        self,
+        writer: asyncio.StreamWriter,
+        lock: asyncio.Lock,
+        stream_id: int,
+        payload: bytes,
+        conn: int = 0,
     ) -> None:
         response = ttrpc_pb2.Response()
+        began = False
         try:
             request = ttrpc_pb2.Request.FromString(payload)
+            if self.observer is not None:
+                self.observer.begin(conn, stream_id, request.method, payload)
+                began = True
             method = self.services.get(request.service, {}).get(request.method)
             if method is None:
                 raise TtrpcError(
@@ -168,6 +227,8 @@ class Server:
             log.exception("handler failed")
             response = _error_response(TtrpcError(Code.INTERNAL, f"{type(e).__name__}: {e}"))
         await self._reply(writer, lock, stream_id, response)
+        if began and self.observer is not None:
+            self.observer.end(conn, stream_id, response.status.code == Code.OK)
 
     @staticmethod
     async def _reply(

@@ -164,8 +164,10 @@ class _ServedApp:
         print_routes(self.running.app, url, out)
 
 
-def _run_uvicorn(served: Served, sock: socket.socket) -> None:
-    served.start()
+def uvicorn_server(served: Served) -> _Server:
+    """The uvicorn server for `served`, configured as every wasmlet server runs it. The
+    containerd shim runs it on a thread of the task's process and stops it itself
+    (`should_exit`), so it asks for the server rather than calling `serve`."""
     grace = served.grace()
     config = uvicorn.Config(
         served.asgi(),
@@ -179,7 +181,12 @@ def _run_uvicorn(served: Served, sock: socket.socket) -> None:
         date_header=True,
         proxy_headers=False,  # wasmlet sees the client as connected; no X-Forwarded-* rewriting
     )
-    server = _Server(config)
+    return _Server(config)
+
+
+def _run_uvicorn(served: Served, sock: socket.socket) -> None:
+    served.start()
+    server = uvicorn_server(served)
     try:
         server.run(sockets=[sock])
     finally:
