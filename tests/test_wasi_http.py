@@ -249,14 +249,14 @@ def test_host_calls_with_two_borrowed_handles(server: Server) -> None:
 def test_trap_mid_body_cuts_the_body_short(server: Server) -> None:
     with pytest.raises(httpx.RemoteProtocolError):
         server.get("/trap")
-    assert "component trap trapped: wasm trap" in server.log
+    assert server.logged("component trap trapped: wasm trap")
     assert server.get("/hello").status_code == 200
 
 
 def test_no_response_is_500(server: Server) -> None:
     r = server.get("/no-response")
     assert (r.status_code, r.content) == (500, b"")
-    assert "did not set a response" in server.log
+    assert server.logged("did not set a response")
 
 
 def test_looping_component_times_out(server: Server) -> None:
@@ -264,22 +264,28 @@ def test_looping_component_times_out(server: Server) -> None:
     r = server.get("/loop")
     assert (r.status_code, r.content) == (500, b"")
     assert 1.9 <= time.monotonic() - t0 < 6
-    assert "component loop timed out" in server.log
+    assert server.logged("component loop timed out")
     assert server.get("/hello").status_code == 200
 
 
-def test_a_looping_guest_does_not_hold_up_the_others(server: Server) -> None:
+def test_a_looping_guest_does_not_hold_up_the_others(tmp_path: Path, cache_dir: Path) -> None:
     """One guest runs at a time per worker (gate.py), but a guest that keeps running makes
-    the others wait at most the gate's patience (50 ms), not until its deadline."""
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        looping = pool.submit(server.get, "/loop")
-        time.sleep(0.3)  # the loop is running
-        t0 = time.monotonic()
-        for _ in range(5):
-            assert server.get("/hello").status_code == 200
-        assert time.monotonic() - t0 < 1.5
-        assert not looping.done()
-        assert looping.result().status_code == 500
+    the others wait at most the gate's patience (50 ms), not until its deadline: the other
+    requests are all answered while the loop still runs (its own server, with a deadline far
+    enough away for that to hold on a loaded machine)."""
+    server = start_server(write_app(tmp_path, APP), "--request-timeout", "8", cache_dir=cache_dir)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            looping = pool.submit(server.get, "/loop")
+            time.sleep(0.3)  # the loop is running
+            t0 = time.monotonic()
+            for _ in range(5):
+                assert server.get("/hello").status_code == 200
+            assert time.monotonic() - t0 < 3
+            assert not looping.done()
+            assert looping.result().status_code == 500
+    finally:
+        server.stop(signal.SIGKILL)
 
 
 def _rss_kib(pid: int) -> int:

@@ -30,6 +30,16 @@ class Server:
     def log(self) -> str:
         return "".join(self.output)
 
+    def logged(self, text: str, timeout: float = 5.0) -> bool:
+        """Whether `text` appears in the log within `timeout` (a log line may be written,
+        and read from the pipe, just after the response it is about)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def client(self, **kw: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kw)  # type: ignore[arg-type]
 
