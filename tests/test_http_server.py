@@ -38,6 +38,11 @@ component = "exact"
 executor = { type = "wagi" }
 
 [[trigger.http]]
+route = "/norm/"
+component = "exact"
+executor = { type = "wagi" }
+
+[[trigger.http]]
 route = { private = true }
 component = "private"
 executor = { type = "wagi" }
@@ -116,6 +121,15 @@ def test_routing(server: Server, path: str, which: str, path_info: str) -> None:
     _, env = env_of(server.get(path, params={"mode": "env"}))
     assert env["WHICH"] == which
     assert env["PATH_INFO"] == path_info
+
+
+def test_a_route_with_a_trailing_slash_reports_it_as_spin_does(server: Server) -> None:
+    """Spin's router strips one trailing `/`: the matched route and SCRIPT_NAME are `/norm`,
+    the raw and component routes stay `/norm/`."""
+    for path in ("/norm", "/norm/"):
+        _, env = env_of(server.get(path, params={"mode": "env"}))
+        assert (env["X_MATCHED_ROUTE"], env["SCRIPT_NAME"]) == ("/norm", "/norm")
+        assert env["X_RAW_COMPONENT_ROUTE"] == env["X_COMPONENT_ROUTE"] == "/norm/"
 
 
 def test_path_params_and_cgi_env(server: Server) -> None:

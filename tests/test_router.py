@@ -119,7 +119,7 @@ def test_normalize(raw: str, normalized: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("route", "component_route"),
+    ("route", "prefix"),
     [
         ("/...", ""),
         ("/", "/"),
@@ -127,7 +127,46 @@ def test_normalize(raw: str, normalized: str) -> None:
         ("/foo/:id/...", "/foo/:id"),
         ("/foo/*", "/foo"),
         ("/foo", "/foo"),
+        ("/foo/", "/foo"),
     ],
 )
-def test_component_route(route: str, component_route: str) -> None:
-    assert RoutePattern.parse(route).component_route == component_route
+def test_prefix(route: str, prefix: str) -> None:
+    assert RoutePattern.parse(route).prefix == prefix
+
+
+# What Spin reports for each route form (crates/http/src/routes.rs: the raw route as written;
+# the "based" route, `sanitize_with_base("/", raw)`; each without a `/...` suffix; the wildcard
+# tail): (route, path) -> (spin-matched-route / X_MATCHED_ROUTE, spin-component-route /
+# X_COMPONENT_ROUTE, SCRIPT_NAME, spin-path-info / PATH_INFO). spin-raw-component-route is the
+# route as written in every case.
+@pytest.mark.parametrize(
+    ("route", "path", "matched", "component_route", "script_name", "path_info"),
+    [
+        ("/norm/", "/norm", "/norm", "/norm/", "/norm", ""),
+        ("/norm/", "/norm/", "/norm", "/norm/", "/norm", ""),
+        ("/", "/", "", "/", "", ""),
+        ("norm", "/norm", "/norm", "norm", "/norm", ""),
+        ("/exact", "/exact", "/exact", "/exact", "/exact", ""),
+        ("/...", "/", "/...", "", "", "/"),
+        ("/...", "/a/b", "/...", "", "", "/a/b"),
+        ("/foo/...", "/foo", "/foo/...", "/foo", "/foo", ""),
+        ("/foo/...", "/foo/", "/foo/...", "/foo", "/foo", "/"),
+        ("/foo/...", "/foo/bar/", "/foo/...", "/foo", "/foo", "/bar/"),
+        # `/*` is a wildcard too, but Spin strips only `/...` for the component route
+        ("/foo/*", "/foo/x", "/foo/*", "/foo/*", "/foo/*", "/x"),
+        ("/users/:id/...", "/users/7/a", "/users/:id/...", "/users/:id", "/users/:id", "/a"),
+        ("/users/:id/", "/users/7", "/users/:id", "/users/:id/", "/users/:id", ""),
+    ],
+)
+def test_route_forms_as_spin_reports_them(
+    route: str, path: str, matched: str, component_route: str, script_name: str, path_info: str
+) -> None:
+    m = RoutePattern.parse(route).match(path)
+    assert m is not None
+    assert (m.route, m.based_route, m.component_route, m.script_name, m.path_info) == (
+        route,
+        matched,
+        component_route,
+        script_name,
+        path_info,
+    )

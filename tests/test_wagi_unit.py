@@ -101,6 +101,16 @@ def test_env_has_spin_cgi_variables() -> None:
     assert env["X_PATH_MATCH_USER_ID"] == "42"
 
 
+def test_env_routes_as_spin_sanitises_them() -> None:
+    """Spin strips one trailing `/` from a route for its router: that is the matched route
+    and SCRIPT_NAME; the raw and component routes stay as written."""
+    r = req("/norm")
+    env = dict(build_env(r, match("/norm/", r.path), {}))
+    assert (env["X_MATCHED_ROUTE"], env["SCRIPT_NAME"]) == ("/norm", "/norm")
+    assert env["X_RAW_COMPONENT_ROUTE"] == env["X_COMPONENT_ROUTE"] == "/norm/"
+    assert env["PATH_INFO"] == ""
+
+
 def test_env_defaults_without_host_and_decoded_path_translated() -> None:
     r = req("/f/a%20b", headers=[])
     env = dict(build_env(r, match("/f/...", r.path), {}))

@@ -42,6 +42,10 @@ route = "/echo/:name/..."
 component = "echo"
 
 [[trigger.http]]
+route = "/norm/"
+component = "echo"
+
+[[trigger.http]]
 route = "/trap"
 component = "trap"
 
@@ -167,6 +171,15 @@ def test_request_shape_and_exact_spin_headers(server: Server) -> None:
         "spin-path-match-name": "ada",
     }
     assert spin["spin-client-addr"].startswith("127.0.0.1:")
+
+
+def test_a_route_with_a_trailing_slash_reports_it_as_spin_does(server: Server) -> None:
+    r = server.get("/norm")
+    assert r.status_code == 200
+    h = dict(parse_echo(r.text)[1])
+    assert h["spin-matched-route"] == "/norm"  # Spin's router strips one trailing `/`
+    assert h["spin-raw-component-route"] == h["spin-component-route"] == "/norm/"
+    assert h["spin-path-info"] == ""
 
 
 def test_large_body_streams_through(server: Server) -> None:

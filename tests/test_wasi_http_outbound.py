@@ -433,7 +433,7 @@ def _get(executor: HttpExecutor, url: str) -> tuple[int, str]:
     query = httpx.QueryParams({"url": url})
     request = HttpRequest("GET", "/outbound", str(query), [("host", "localhost")], b"", ("::1", 9))
     sink = CollectedResponse()
-    executor.handle(request, RouteMatch("/...", "", path_info="/outbound"), sink)
+    executor.handle(request, RouteMatch("/...", "/...", path_info="/outbound"), sink)
     assert sink.response is not None
     return sink.response.status, sink.response.body.decode()
 

@@ -23,7 +23,7 @@ def spin_headers(request: HttpRequest, match: RouteMatch) -> list[tuple[str, str
     headers = [
         ("spin-full-url", full_url(request)),
         ("spin-path-info", match.path_info),
-        ("spin-matched-route", match.route),
+        ("spin-matched-route", match.based_route),
         ("spin-base-path", "/"),
         ("spin-raw-component-route", match.route),
         ("spin-component-route", match.component_route),

@@ -15,12 +15,23 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class RouteMatch:
-    """The route a request matched."""
+    """The route a request matched, in each form Spin reports it (its `routes.rs`: the raw
+    route, the "based" one, and either without its `/...` suffix)."""
 
-    route: str  # as written in the manifest, e.g. "/users/:id/..."
-    component_route: str  # without its `/...` suffix (`spin-component-route`, SCRIPT_NAME)
+    route: str  # as written in the manifest, e.g. "/users/:id/..." (spin-raw-component-route)
+    based_route: str  # a leading `/`, one trailing `/` stripped, "/" -> "" (spin-matched-route)
     params: tuple[tuple[str, str], ...] = ()  # `:name` segments and their values
     path_info: str = ""  # the wildcard tail: "" for exact routes, "/x" for "/foo/x"
+
+    @property
+    def component_route(self) -> str:
+        """The raw route without a `/...` suffix (spin-component-route, X_COMPONENT_ROUTE)."""
+        return self.route.removesuffix("/...")
+
+    @property
+    def script_name(self) -> str:
+        """The based route without a `/...` suffix (Wagi's SCRIPT_NAME)."""
+        return self.based_route.removesuffix("/...")
 
 
 @dataclass(slots=True)

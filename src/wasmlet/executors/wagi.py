@@ -38,7 +38,7 @@ def build_argv(request: HttpRequest, match: RouteMatch, template: str = DEFAULT_
     if template.strip() == DEFAULT_ARGV:
         return [request.path, *args]
     # An explicit (older Wagi) template: substitute, then split on whitespace.
-    script = match.component_route or "/"
+    script = match.script_name or "/"
     out: list[str] = []
     for word in template.split():
         if word == "${ARGS}":
@@ -77,7 +77,7 @@ def build_env(
             "REMOTE_HOST": client_ip,
             "REMOTE_USER": "",
             "REQUEST_METHOD": request.method,
-            "SCRIPT_NAME": match.component_route,
+            "SCRIPT_NAME": match.script_name,
             "X_RAW_PATH_INFO": match.path_info,
             "PATH_TRANSLATED": unquote(match.path_info),
             "SERVER_NAME": server_name,
@@ -94,7 +94,7 @@ def build_env(
         {
             "X_FULL_URL": full_url(request),
             "PATH_INFO": match.path_info,
-            "X_MATCHED_ROUTE": match.route,
+            "X_MATCHED_ROUTE": match.based_route,
             "X_COMPONENT_ROUTE": match.component_route,
             "X_RAW_COMPONENT_ROUTE": match.route,
             "X_BASE_PATH": "/",

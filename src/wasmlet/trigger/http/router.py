@@ -22,6 +22,13 @@ T = TypeVar("T")
 _LITERAL, _PARAM, _EXACT, _WILDCARD = 3, 2, 1, 0
 
 
+def based_route(route: str) -> str:
+    """Spin's "based route": a leading `/` added and one trailing `/` stripped, after the
+    app's base (always `/`, which sanitises to ""): so `/` becomes "" and `/a/` `/a`."""
+    route = route if route.startswith("/") else "/" + route
+    return route.removesuffix("/")
+
+
 def normalize_route(route: str) -> str:
     """Add a leading `/`, strip one trailing `/` (Spin's normalisation)."""
     if not route.startswith("/"):
@@ -49,8 +56,12 @@ class RoutePattern:
         return cls(raw, tuple(parts), wildcard)
 
     @functools.cached_property
-    def component_route(self) -> str:
-        """The route without its `/...` suffix (`spin-component-route`, `SCRIPT_NAME`)."""
+    def based(self) -> str:
+        return based_route(self.raw)
+
+    @functools.cached_property
+    def prefix(self) -> str:
+        """The normalised route without its wildcard (as `Available Routes` prints it)."""
         return "/" + "/".join(self.segments) if self.segments else ("" if self.wildcard else "/")
 
     @property
@@ -77,7 +88,7 @@ class RoutePattern:
                 return None
         prefix = "".join("/" + p for p in parts[:n])
         path_info = path[len(prefix) :] if self.wildcard else ""
-        return RouteMatch(self.raw, self.component_route, tuple(params), path_info)
+        return RouteMatch(self.raw, self.based, tuple(params), path_info)
 
 
 @dataclass

@@ -87,10 +87,10 @@ def print_routes(app: LockedApp, url: str, out: TextIO) -> None:
         pattern = RoutePattern.parse(info.route)
         label = info.component or info.trigger_id
         if pattern.wildcard:
-            print(f"  {label}: {url}{pattern.component_route} (wildcard)", file=out)
+            print(f"  {label}: {url}{pattern.prefix} (wildcard)", file=out)
         else:
             print(
-                f"  {label}: {url}{pattern.component_route if pattern.segments else ''}", file=out
+                f"  {label}: {url}{pattern.prefix if pattern.segments else ''}", file=out
             )
     out.flush()
 
