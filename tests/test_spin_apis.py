@@ -161,6 +161,14 @@ def upstream() -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
+        def do_POST(self) -> None:
+            got = self.rfile.read(int(self.headers.get("content-length", "0")))
+            body = f"upstream got {len(got)} bytes: ".encode() + got[:32]
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -177,6 +185,19 @@ def test_outbound_http_allowed(app_server, upstream: str) -> None:  # type: igno
     r = s.get("/outbound", params={"url": f"{upstream}/some/path?q=1"})
     assert r.status_code == 200, r.text
     assert r.text == "201\nupstream saw /some/path?q=1"
+
+
+@pytest.mark.parametrize("size", [11, 300_000])
+def test_outbound_post_body_written_after_handle(app_server, upstream: str, size: int) -> None:  # type: ignore[no-untyped-def]
+    """spin-sdk sets content-length, calls `outgoing-handler.handle`, then writes the body
+    (concurrently with waiting for the response): the body must stream to the server."""
+    port = upstream.rsplit(":", 1)[1]
+    s = app_server(allowed_outbound_hosts=[f"http://127.0.0.1:{port}"])
+    body = (b"hello world" * (size // 11 + 1))[:size]
+    r = s.request("POST", "/outbound", params={"url": f"{upstream}/p"}, content=body)
+    assert r.status_code == 200, r.text
+    assert r.content == f"200\nupstream got {size} bytes: ".encode() + body[:32]
+    assert "trapped" not in s.log
 
 
 @pytest.mark.parametrize(

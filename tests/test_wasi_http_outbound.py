@@ -51,8 +51,14 @@ from wasmlet.wasi.http import (
     SendOutcome,
     error_code,
 )
+from wasmlet.wasi.http.body import BodyPipe, drop_outgoing_body
 from wasmlet.wasi.http.outgoing import _handle
-from wasmlet.wasi.http.types import Fields, OutgoingRequest, RequestOptions
+from wasmlet.wasi.http.types import (
+    Fields,
+    FutureIncomingResponse,
+    OutgoingRequest,
+    RequestOptions,
+)
 from wasmlet.wasi.io import BytesInputStream, StreamClosed
 
 # -- real peers ------------------------------------------------------------------------------
@@ -289,12 +295,66 @@ def test_handler_sends_relative_requests_to_the_app_origin() -> None:
     request = OutgoingRequest(Fields([("x-a", b"1")]), "post", "/x?y=1")
     request.body = OutgoingBody()
     request.body.stream.write(b"payload")
+    request.body.finish(None)  # before `handle`: the transport gets the whole body
     options = RequestOptions(connect_timeout=250_000_000, between_bytes_timeout=2_000_000_000)
     assert isinstance(_handle_in_instance(request, capability, options), Ok)
     [sent] = recorder.requests
     assert sent == OutboundRequest(
         "POST", "http://10.1.2.3:80/x?y=1", [("x-a", b"1")], b"payload", 0.25, None, 2.0
     )
+
+
+def test_a_body_written_after_handle_streams_to_the_transport() -> None:
+    recorder = Recorder()
+    capability = OutboundHttp(OutboundPolicy.parse(["http://example.com"]), None, recorder)
+    request = OutgoingRequest(
+        Fields([("content-length", b"11")]), "post", "/x", authority="example.com"
+    )
+    body = request.body = OutgoingBody()
+    body.stream.write(b"hello")  # some before `handle`, the rest after (as the Spin SDKs do)
+    assert isinstance(_handle_in_instance(request, capability), Ok)
+    [sent] = recorder.requests
+    assert isinstance(sent.body, BodyPipe)
+    body.stream.write(b" world")
+    body.finish(None)
+    assert b"".join(sent.body) == b"hello world"
+
+
+def test_a_body_dropped_unfinished_fails_the_request_not_the_guest(
+    serve: Callable[..., TcpServer],
+) -> None:
+    got: list[bytes] = []
+
+    def record(conn: socket.socket) -> None:
+        while chunk := conn.recv(65536):
+            got.append(chunk)
+
+    server: TcpServer = serve(record)
+    sender = HttpxSender(timeout=5)
+    capability = OutboundHttp(OutboundPolicy.parse(["http://127.0.0.1:*"]), None, sender)
+    headers = Fields([("content-length", b"100")])
+    request = OutgoingRequest(headers, "post", "/x", authority=f"127.0.0.1:{server.port}")
+    request.body = OutgoingBody()
+    with active(InstanceState("c", {OUTBOUND_HTTP: capability})):
+        rep = table().push(request.body)
+        outcome = _handle(table().push(request), None)
+        assert isinstance(outcome, Ok)
+        request.body.stream.write(b"partial")
+        drop_outgoing_body(rep)  # dropped, never finished
+        future = table().get(outcome.value, FutureIncomingResponse).future
+        code = future.result(timeout=10)
+    sender.close()
+    assert code == ("internal-error", "the guest dropped the request body before finishing it")
+    assert b"".join(got).endswith(b"partial")
+
+
+def test_a_body_never_finished_times_out() -> None:
+    pipe = BodyPipe(timeout=0.1)
+    pipe.write(b"a")
+    chunks = iter(pipe)
+    assert next(chunks) == b"a"
+    with pytest.raises(TimeoutError):
+        next(chunks)
 
 
 def test_handler_refuses_what_it_cannot_send() -> None:

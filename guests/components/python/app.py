@@ -17,9 +17,10 @@ Routes (every response is `text/plain`):
 - `/var/<name>`         200 the variable's value; `Error::Undefined(<text>)` → 404;
                         `Error::InvalidName(<text>)`, `Error::Provider(<text>)`,
                         `Error::Other(<text>)` → 500
-- `/outbound?url=<url>` GET `url` with `spin_sdk.http.send`: 200, header `x-upstream-status`,
-                        body `<status>\\n<upstream body>`; an error → 500 with the error, e.g.
-                        `ErrorCode::HttpRequestDenied`
+- `/outbound?url=<url>` GET `url` with `spin_sdk.http.send` (a POST sends the request's
+                        body to `url` as a POST, the SDK writing it after `handle`): 200,
+                        header `x-upstream-status`, body `<status>\\n<upstream body>`; an
+                        error → 500 with the error, e.g. `ErrorCode::HttpRequestDenied`
 - `/log`                writes `python-app stdout` to stdout and `python-app stderr` to stderr
 - `/llm`                calls `spin_sdk.llm.infer` (wasmlet provides no LLM: the call traps)
 - anything else         404 `not found: <path>`
@@ -141,9 +142,9 @@ def variable(name: str) -> Response:
     return text(200, value)
 
 
-def outbound(url: str) -> Response:
+def outbound(url: str, method: str = "GET", body: bytes | None = None) -> Response:
     try:
-        response = http.send(Request("GET", url, {}, None))
+        response = http.send(Request(method, url, {}, body))
     except Err as e:
         return text(500, error_text(e.value))
     except Exception as e:  # the SDK raises plain exceptions for some failures
@@ -348,6 +349,8 @@ class IncomingHandler(http.IncomingHandler):
         if path == "/outbound":
             if "url" not in query:
                 return text(400, "missing ?url=")
+            if request.method == "POST":
+                return outbound(query["url"], "POST", request.body or b"")
             return outbound(query["url"])
         if path in DATA_ROUTES:
             return DATA_ROUTES[path](json.loads(request.body or b"{}"))

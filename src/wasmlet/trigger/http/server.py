@@ -89,9 +89,7 @@ def print_routes(app: LockedApp, url: str, out: TextIO) -> None:
         if pattern.wildcard:
             print(f"  {label}: {url}{pattern.prefix} (wildcard)", file=out)
         else:
-            print(
-                f"  {label}: {url}{pattern.prefix if pattern.segments else ''}", file=out
-            )
+            print(f"  {label}: {url}{pattern.prefix if pattern.segments else ''}", file=out)
     out.flush()
 
 

@@ -4,12 +4,14 @@ response to the trigger.
 An incoming body (a request's, or an outbound request's response) is a wasi:io input stream
 plus, once the stream has been read to its end, its trailers. An outgoing body is a
 streaming output stream: it buffers what the guest writes until the response is handed to
-the trigger (`start_response`), then forwards each write as it is made.
+the trigger (`start_response`), or the guest's outbound request to its transport
+(`BodyPipe`), then forwards each write as it is made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -80,13 +82,69 @@ class FutureTrailers:
 # -- outgoing --------------------------------------------------------------------------------
 
 
+class BodySink(Protocol):
+    """Where an outgoing body goes once it streams: a response's channel, or a `BodyPipe`."""
+
+    def write(self, data: bytes) -> None: ...
+    def end(self, trailers: list[tuple[str, str]] | None = None) -> None: ...
+
+
+class BodyAborted(Exception):
+    """The guest dropped an outgoing body it had not finished."""
+
+
+class BodyPipe:
+    """An outbound request's body, read by its transport (on the sender's thread) while the
+    guest is still writing it: the Spin SDKs call `outgoing-handler.handle` first and write
+    the body after (Python's spin-sdk concurrently with waiting for the response), as
+    wasmtime-wasi-http allows. Iterating yields the chunks as they are written and ends at
+    `finish`; a body dropped unfinished, or no write for `timeout` seconds, raises, so the
+    transport fails the request (an error-code for the guest) and frees its thread."""
+
+    _END = object()
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._chunks: queue.SimpleQueue[object] = queue.SimpleQueue()
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._chunks.put(bytes(data))
+
+    def end(self, trailers: list[tuple[str, str]] | None = None) -> None:
+        self._chunks.put(self._END)  # (outbound trailers are not sent: see docs)
+
+    def abort(self) -> None:
+        self._chunks.put(BodyAborted("the guest dropped the request body before finishing it"))
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            try:
+                item = self._chunks.get(timeout=self.timeout)
+            except queue.Empty:
+                raise TimeoutError(f"no request body written for {self.timeout:g} s") from None
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes)
+            yield item
+
+
 @dataclass
 class OutgoingBody:
     stream: StreamingOutputStream = field(default_factory=StreamingOutputStream)
     write_taken: bool = False
     finished: bool = False
     trailers: Entries | None = None
-    response_stream: ResponseStream | None = None  # set once the response has started
+    response_stream: BodySink | None = None  # set once the response (or request) streams
+
+    def stream_to(self, sink: BodySink) -> None:
+        """From now on, writes (and those so far) go to `sink`, and `finish` ends it."""
+        self.response_stream = sink
+        self.stream.attach(sink)
+        if self.finished:
+            sink.end(self.decoded_trailers())
 
     def finish(self, trailers: Entries | None) -> None:
         """`outgoing-body.finish`: the body is complete; if its response has started, the
@@ -106,6 +164,8 @@ def drop_outgoing_body(rep: int) -> None:
     body = table().pop(rep)
     if isinstance(body, OutgoingBody) and not body.finished:
         body.stream.close()
+        if isinstance(body.response_stream, BodyPipe):
+            body.response_stream.abort()
 
 
 def start_response(
@@ -115,9 +175,5 @@ def start_response(
     body's writes so far and from now on follow, and its end if the guest finished it
     before setting the response."""
     stream.start(status, decode_fields(headers))
-    if body is None:
-        return
-    body.response_stream = stream
-    body.stream.attach(stream)
-    if body.finished:
-        stream.end(body.decoded_trailers())
+    if body is not None:
+        body.stream_to(stream)

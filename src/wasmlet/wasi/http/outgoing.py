@@ -17,6 +17,7 @@ from .._abi import Err, Ok, Option, Own, Result
 from .._calls import HostTrap
 from .._iface import Interface
 from .._state import Key, current, table
+from .body import BodyPipe, OutgoingBody
 from .types import (
     ERROR_CODE,
     FUTURE_INCOMING_RESPONSE,
@@ -47,6 +48,7 @@ class OutboundHttp:
 
 OUTBOUND_HTTP: Key[OutboundHttp] = Key("outbound-http")
 SELF_ALT = "self.alt"  # Spin 3's name for the app itself, as a request's host
+BODY_WAIT = 30.0  # seconds the transport waits for the guest's next body write, at most
 
 
 def _scheme_name(scheme: Scheme | None) -> str:
@@ -67,6 +69,18 @@ def _self_host(cap: OutboundHttp, relative: bool) -> list[tuple[str, bytes]]:
 
 def _seconds(ns: int | None) -> float | None:
     return ns / 1e9 if ns is not None else None
+
+
+def _body(body: OutgoingBody | None, timeout: float | None) -> bytes | BodyPipe:
+    """The request body as the transport reads it: whole if the guest has finished (or
+    dropped) it, else streamed as the guest goes on writing it."""
+    if body is None:
+        return b""
+    if body.finished or body.stream.closed:
+        return body.stream.getvalue()
+    pipe = BodyPipe(min(timeout, BODY_WAIT) if timeout is not None else BODY_WAIT)
+    body.stream_to(pipe)
+    return pipe
 
 
 @handler_iface.func(
@@ -110,7 +124,7 @@ def _handle(rep: int, options: int | None) -> object:
         method=method.upper(),
         url=base + (req.path_with_query or "/"),
         headers=list(req.headers.entries) + _self_host(cap, relative),
-        body=req.body.stream.getvalue() if req.body is not None else b"",
+        body=_body(req.body, _seconds(options_.between_bytes_timeout)),
         connect_timeout=_seconds(options_.connect_timeout),
         first_byte_timeout=_seconds(options_.first_byte_timeout),
         between_bytes_timeout=_seconds(options_.between_bytes_timeout),

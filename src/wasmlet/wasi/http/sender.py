@@ -86,7 +86,7 @@ class HttpxSender:
                 request.method,
                 request.url,
                 headers=[(k.encode("latin-1"), v) for k, v in request.headers],
-                content=request.body or None,
+                content=request.body or None,  # bytes, or a BodyPipe the guest still fills
                 timeout=self._timeout(request),
             )
             response = client.send(built, stream=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
@@ -240,7 +240,9 @@ class OutboundRequest:
     method: str  # upper case
     url: str  # absolute
     headers: Entries
-    body: bytes
+    # The whole body, or (written after `handle`) its chunks as the guest writes them; the
+    # iteration raises if the guest abandons the body.
+    body: bytes | Iterable[bytes]
     # Seconds, from the guest's `request-options`; None: the transport's default.
     connect_timeout: float | None = None
     first_byte_timeout: float | None = None
