@@ -92,6 +92,7 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "rust-hello", "rust", "guests/rust", "hello.rs", ("tests/fixtures/wagi/rust-hello.wasm",)
     ),
+    Target("misbehave", "c", "guests/c", "misbehave.c", ("tests/fixtures/wagi/misbehave.wasm",)),
     Target("wagi-app/index", "c", WAGI_APP, "src/index.c", (f"{WAGI_APP}/index.wasm",)),
     Target("wagi-app/users", "c", WAGI_APP, "src/users.c", (f"{WAGI_APP}/users.wasm",)),
     Target("wagi-app/static", "c", WAGI_APP, "src/static.c", (f"{WAGI_APP}/static.wasm",)),

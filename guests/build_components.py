@@ -19,7 +19,9 @@ Targets:
   reproducibly, and committed to tests/fixtures/components/.
 - A Python app (guests/components/python/app.py) built with componentize-py 0.17.2 and spin-sdk
   3.4.1 (world `spin-http`), ~37 MB, ~15 s; and the same toolchain's file-reading app
-  (guests/components/python-files/app.py, target `python-files`).
+  (guests/components/python-files/app.py, target `python-files`) and Redis-triggered app
+  (guests/components/python-redis/app.py, target `python-redis`, world `spin-redis`), and an
+  MQTT-triggered one on the MQTT plugin's own WIT (guests/components/python-mqtt/).
 - A JavaScript app (guests/components/js/app.js) built with jco 1.35.0 (componentize-js 0.19.3),
   ~12 MB, ~17 s.
 The large ones go to the gitignored cache guests/build/components/, each next to a `.key` file
@@ -98,9 +100,9 @@ class Target:
     sources: tuple[str, ...]
     """The files the build reads; for the cached kinds, their bytes are part of the cache key."""
     wit: str = ""
-    """WAT targets: the WIT directory, relative to guests/components."""
+    """The WIT directory, relative to guests/components (Python targets: default spin-sdk's)."""
     world: str = ""
-    """WAT targets: the world in `wit`."""
+    """WAT targets: the world in `wit`; Python targets: spin-sdk's world (default spin-http)."""
     replace: tuple[tuple[str, str], ...] = ()
     """WAT targets: text substitutions applied to the source before parsing."""
 
@@ -168,6 +170,7 @@ TARGETS: tuple[Target, ...] = (
         ),
     ),
     Target("trailers", "wat", ("trailers.wat",), WASI_020, "handler"),
+    Target("sleep", "wat", ("sleep.wat",), WASI_020, "slow-handler"),
     Target("env", "wat", ("env.wat",), WASI_020, "env-handler"),
     Target("poll-splice", "wat", ("poll-splice.wat",), WASI_020, "slow-handler"),
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),
@@ -175,6 +178,14 @@ TARGETS: tuple[Target, ...] = (
     Target("tcp-client", "wat", ("tcp-client.wat",), WASI_020, "tcp-client"),
     Target("python-app", "python", ("python/app.py",)),
     Target("python-files", "python", ("python-files/app.py",)),
+    Target("python-redis", "python", ("python-redis/app.py",), world="spin-redis"),
+    Target(
+        "python-mqtt",
+        "python",
+        ("python-mqtt/app.py", "python-mqtt/wit/mqtt.wit"),
+        "python-mqtt/wit",
+        "spin-mqtt",
+    ),
     Target("js-app", "js", ("js/app.js", "js/preopen.mjs", "js/package-lock.json")),
 )
 
@@ -301,12 +312,17 @@ def build_python(target: Target, output: Path) -> None:
         work = Path(tmp)
         # Only the app goes on the Python path: componentize-py bundles what it finds there.
         for source in target.sources:
-            shutil.copyfile(SOURCES / source, work / Path(source).name)
+            if source.endswith(".py"):
+                shutil.copyfile(SOURCES / source, work / Path(source).name)
+        wit = ["-d", str(SOURCES / target.wit)] if target.wit else []  # else spin-sdk's
+        world = target.world or "spin-http"
         _run(
-            [tool, "-w", "spin-http", "componentize", "app", "-o", str(output)],
+            [tool, *wit, "-w", world, "componentize", "app", "-o", str(output)],
             name=target.name,
             cwd=work,
-            VIRTUAL_ENV=str(TOOLS_VENV),
+            # The venv's spin_sdk supplies its WIT through VIRTUAL_ENV; a target's own WIT
+            # must not be merged with it.
+            VIRTUAL_ENV="" if target.wit else str(TOOLS_VENV),
             PYTHONDONTWRITEBYTECODE="1",
         )
 

@@ -227,7 +227,9 @@ def test_a_looping_app_does_not_stop_the_others(
     time.sleep(0.3)
     t0 = time.monotonic()
     assert get(server, "healthy", "/?mode=env").status_code == 200
-    assert time.monotonic() - t0 < 1.0  # not behind the looping app's 12 requests
+    # not behind the looping app's 12 requests (that would take their 2 s deadline; the
+    # margin is for a loaded machine, where the loops share two cores with everything)
+    assert time.monotonic() - t0 < 1.6
     for t in threads:
         t.join(30)
     assert results == [500] * 12  # each stopped at its deadline

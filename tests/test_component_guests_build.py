@@ -52,6 +52,7 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
     "loop": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "leak": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "slow-stream": SLOW_HANDLER,
+    "sleep": SLOW_HANDLER,
     "poll-splice": SLOW_HANDLER,
     "finish-then-wait": SLOW_HANDLER,
     "instant-stream": SLOW_HANDLER,

@@ -418,6 +418,8 @@ def test_listen_address_from_environment(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
+        if line.startswith("Logs:"):  # where the log goes, printed first
+            line = proc.stdout.readline()
         assert line.strip() == f"Serving http://127.0.0.1:{port}"
         deadline = time.monotonic() + 10
         while True:

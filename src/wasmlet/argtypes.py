@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 
 from .dirs import default_cache_dir
-from .engine import DEFAULT_REQUEST_TIMEOUT, parse_size
+from .engine import DEFAULT_MAX_OUTPUT, DEFAULT_REQUEST_TIMEOUT, parse_size
 from .errors import WasmletError
+from .pool import DEFAULT_MAX_WAITING
 
 
 def key_value_arg(text: str) -> tuple[str, str]:
@@ -26,11 +27,19 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(text)
+
+
 def seconds(text: str) -> float:
     try:
         value = float(text.removesuffix("s"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value != value:  # NaN: no timer can be set to it
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}")
     if value < 0:
         raise argparse.ArgumentTypeError("the timeout cannot be negative")
     return value
@@ -66,8 +75,17 @@ def serving_options(parser: argparse.ArgumentParser, listen: str | None = None) 
         type=positive_int,
         default=0,
         metavar="N",
-        help="requests in progress per worker, running or waiting for I/O "
-        "(default: 4 per core, at least 8, at most 32)",
+        help="requests in progress per worker, not counting guests waiting in host calls "
+        "(see --max-waiting) (default: 4 per core, at least 8, at most 32)",
+    )
+    parser.add_argument(
+        "--max-waiting",
+        type=non_negative_int,
+        default=DEFAULT_MAX_WAITING,
+        metavar="N",
+        help="guests per worker that may wait in host calls (a sleep, I/O, a slow client) "
+        "on threads of their own, beyond --threads, so that waiting guests do not hold up "
+        "other requests; each keeps its instance meanwhile (default: %(default)s)",
     )
     parser.add_argument(
         "--max-running",
@@ -83,15 +101,34 @@ def serving_options(parser: argparse.ArgumentParser, listen: str | None = None) 
         type=seconds,
         default=DEFAULT_REQUEST_TIMEOUT,
         metavar="SECONDS",
-        help="stop a request's guest after this long and answer 500; 0 = never "
-        "(default: %(default)s)",
+        help="stop a request's guest after this long (wall-clock, also while it sleeps or "
+        "waits in a host call) and answer 500; 0 = never (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--body-read-timeout",
+        type=seconds,
+        default=20.0,  # trigger/http/app.py's DEFAULT_BODY_READ_TIMEOUT (the why is there)
+        metavar="SECONDS",
+        help="a request body must arrive within this long of the request head, plus a "
+        "second per 500 bytes received; later gets 408 (before the guest starts, so a slow "
+        "client holds no thread); 0 = never (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-wagi-output",
+        type=size,
+        default=DEFAULT_MAX_OUTPUT,
+        metavar="SIZE",
+        help="most a Wagi guest may write to stdout (its response, held in memory); past "
+        "it the guest's writes fail and the request gets 500 (default: 64Mi)",
     )
     parser.add_argument(
         "--max-instance-memory",
         type=size,
         default=os.environ.get("SPIN_MAX_INSTANCE_MEMORY"),
         metavar="SIZE",
-        help="linear memory limit per instance, e.g. 64Mi (default: unlimited)",
+        help="linear memory limit per instance, e.g. 64Mi (default: none, as in Spin: a "
+        "guest may grow each memory to wasmtime's 4 GiB, so one memory-hungry request can "
+        "take 4 GiB of RAM; set a limit on a shared or small machine)",
     )
     parser.add_argument(
         "--max-body-size",
@@ -99,6 +136,58 @@ def serving_options(parser: argparse.ArgumentParser, listen: str | None = None) 
         default="100Mi",
         metavar="SIZE",
         help="largest request body accepted; larger gets 413 (default: 100Mi)",
+    )
+    # Server limits (trigger/http/limits.py has the defaults and why).
+    parser.add_argument(
+        "--header-timeout",
+        type=seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection whose request head (request line and headers) has not "
+        "arrived this long after the connection or the request's first byte: 408; 0 = never "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout",
+        type=seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="close a keep-alive connection idle this long; 0 = close after each response "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=0,
+        metavar="N",
+        help="connections open at once per worker; more are answered 503 and closed "
+        "(default: 10000, or fewer to fit the open-file limit, which is raised to its hard "
+        "limit at startup)",
+    )
+    parser.add_argument(
+        "--max-header-size",
+        type=size,
+        default="64Ki",
+        metavar="SIZE",
+        help="largest request head (request line and headers), and largest trailer "
+        "section; larger gets 431 (default: 64Ki)",
+    )
+    parser.add_argument(
+        "--max-headers",
+        type=positive_int,
+        default=100,
+        metavar="N",
+        help="most header fields (and trailer fields) in a request; more gets 431 "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, wait this long for requests in flight, then exit without "
+        "them; a second signal exits within 2 s (default: the request timeout + 5, or 30 "
+        "when --request-timeout is 0)",
     )
     parser.add_argument(
         "--cache-dir",

@@ -1,6 +1,12 @@
-"""The `wasmlet` command line: `up`, `build`, `new`, `lock`.
+"""The `wasmlet` command line: `up`, `build`, `new`, `add`, `watch`, `lock`, and the groups
+of the subsystems.
 
-Every user-facing error is one line on stderr (`Error: …`) and a non-zero exit.
+Every user-facing error is one line on stderr (`Error: …`) and a non-zero exit. The
+developer loop's commands (`build`, `new`, `add`, `watch`) get a parser without the other
+commands, whose modules (engine, HTTP server, Kubernetes) take seconds to import: a `wasmlet
+build` with nothing to do finishes in a fraction of a second. `up` and `lock` get a parser
+without the subsystems' groups (`host`, `registry`, `kube`, `node`): importing those took
+`wasmlet up` seconds longer to start (and `wasmlet watch` to restart an app).
 """
 
 from __future__ import annotations
@@ -11,24 +17,23 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 
-from . import __version__
-from .apphost import cli as apphost_cli
-from .argtypes import key_value_arg, serving_options
-from .engine import EngineSettings, Limits
+from . import __version__, devcli
 from .errors import WasmletError
-from .kube import cli as kube_cli
-from .locked import LockedApp
-from .logs import configure_logging
-from .oci import cli as oci_cli
-from .shim import cli as shim_cli
+
+# Everything else is imported where it is used: the engine, the HTTP server and the
+# subsystems' command lines take seconds to import, which `wasmlet build` must not pay.
+if TYPE_CHECKING:
+    from .locked import LockedApp
+    from .trigger.http.server import ServeOptions
 
 log = logging.getLogger("wasmlet")
 
 UP_EPILOG = """\
 examples:
   wasmlet up                          serve ./spin.toml on http://127.0.0.1:3000
+  wasmlet up --build                  build what changed first (wasmlet build)
   wasmlet up -f examples/hello        serve the app in a directory
   wasmlet up --listen 0.0.0.0:8080 --workers 2
   wasmlet up --variable api_key=s3cr3t --env RUST_LOG=debug
@@ -41,6 +46,17 @@ environment:
 """
 
 
+BUILD_EPILOG = """\
+examples:
+  wasmlet build                       build the components of ./spin.toml that changed
+  wasmlet build -c api --force        rebuild the component api even if it is up to date
+  wasmlet build --up                  then serve (like wasmlet up --build)
+
+environment:
+  WASMLET_CACHE_DIR   where the Python component tools venv goes (default ~/.cache/wasmlet)
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors are one line naming the command's --help, not a usage dump."""
 
@@ -48,14 +64,55 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"Error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+LIGHT_COMMANDS = ("build", "new", "add", "watch")
+CORE_COMMANDS = ("up", "lock")  # parsed without the subsystems' command groups
+
+
+def build_parser(light: bool = False, subsystems: bool = True) -> argparse.ArgumentParser:
+    """The whole command line, or (`light`) only the developer loop's commands, or (not
+    `subsystems`) without the groups `host`, `registry`, `kube`, `node`."""
     parser = _Parser(
         prog="wasmlet",
         description="Run Spin-compatible WebAssembly apps as serverless functions: "
         "a fresh sandboxed instance per request.",
     )
     parser.add_argument("--version", action="version", version=f"wasmlet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # (typed as of plain parsers: the subsystems' `register` functions take those)
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND"),
+    )
+    if not light:
+        _add_up(sub)
+    _add_build(sub)
+    devcli.register(sub)
+    if light:
+        return parser
+
+    lock = sub.add_parser(
+        "lock",
+        help="print the locked app JSON of a spin.toml",
+        description="Resolve a spin.toml into the locked app (Spin's LockedApp JSON) and print it.",
+    )
+    lock.add_argument("-f", "--from", dest="app", default=".", metavar="APP")
+    lock.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
+    lock.set_defaults(func=cmd_lock)
+    if not subsystems:  # their modules take seconds to import: `wasmlet up` does not pay it
+        return parser
+
+    # Sub-command groups that live with their subsystem: `host`, `registry`, `kube`, `node`.
+    from .apphost import cli as apphost_cli
+    from .kube import cli as kube_cli
+    from .oci import cli as oci_cli
+    from .shim import cli as shim_cli
+
+    for subsystem in (apphost_cli, oci_cli, kube_cli, shim_cli):
+        subsystem.register(sub)
+    return parser
+
+
+def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .argtypes import key_value_arg, serving_options
 
     up = sub.add_parser(
         "up",
@@ -110,13 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the app keeps state (default: .spin next to spin.toml)",
     )
+    up.add_argument(
+        "--build",
+        action="store_true",
+        help="run `wasmlet build` first (components whose sources changed)",
+    )
     serving_options(up)
     up.set_defaults(func=cmd_up)
 
+
+def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     build = sub.add_parser(
         "build",
         help="run each component's build command",
-        description="Run the [component.*.build] command of each component, in its workdir.",
+        description="Run the [component.*.build] command of each component, in its workdir. "
+        "What a build needs is checked first: the Python component tools (componentize-py, "
+        "spin-sdk) are installed into wasmlet's cache, npm dependencies with `npm install`; "
+        "a missing tool (Node.js, clang, ...) is named with its Debian packages. A component "
+        "whose `watch` files did not change since its last build is skipped.",
+        epilog=BUILD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build.add_argument(
         "-f",
@@ -134,35 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="build only this component (repeatable)",
     )
+    build.add_argument(
+        "--force", action="store_true", help="build every component, also those up to date"
+    )
     build.add_argument("--up", action="store_true", help="run `wasmlet up` after building")
     build.set_defaults(func=cmd_build)
-
-    new = sub.add_parser(
-        "new",
-        help="create a new app from a template",
-        description="Create a new app from a template.",
-    )
-    new.add_argument("template", nargs="?", help="template name (see --list)")
-    new.add_argument("name", nargs="?", help="app name, kebab-case (e.g. my-app)")
-    new.add_argument(
-        "-o", "--output", type=Path, metavar="DIR", help="directory to create (default: ./NAME)"
-    )
-    new.add_argument("--list", action="store_true", help="list the templates")
-    new.set_defaults(func=cmd_new)
-
-    lock = sub.add_parser(
-        "lock",
-        help="print the locked app JSON of a spin.toml",
-        description="Resolve a spin.toml into the locked app (Spin's LockedApp JSON) and print it.",
-    )
-    lock.add_argument("-f", "--from", dest="app", default=".", metavar="APP")
-    lock.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
-    lock.set_defaults(func=cmd_lock)
-
-    # Sub-command groups that live with their subsystem: `host`, `registry`, `kube`, `node`.
-    for subsystem in (apphost_cli, oci_cli, kube_cli, shim_cli):
-        subsystem.register(sub)
-    return parser
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -172,6 +218,7 @@ def _load(app_arg: str, insecure: bool = False) -> tuple[LockedApp, Path]:
     """Load a locked app from spin.toml / a directory / a locked .json / an OCI reference;
     also its home directory."""
     from .loader import load_app
+    from .locked import LockedApp
 
     path = Path(app_arg)
     if path.suffix == ".json" and path.is_file():
@@ -196,11 +243,33 @@ def _looks_like_reference(text: str) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from .logs import configure_logging
+    from .trigger.http.server import serve
+
+    if getattr(args, "build", False):
+        from .build import build_app
+
+        build_app(Path(args.app))
+    configure_logging(args.log_level)
+    app, opts = up_options(args)
+    # Spin writes component output to .spin/logs/; wasmlet logs it: say where it goes.
+    print(
+        f"Logs: on stderr at level {args.log_level}, with each component's stdout and stderr "
+        "lines prefixed by its id ([ID] and [ID stderr])",
+        flush=True,
+    )
+    serve(app, opts)
+    return 0
+
+
+def up_options(args: argparse.Namespace) -> tuple[LockedApp, ServeOptions]:
+    """What `wasmlet up ARGS` serves and how: the app loaded and locked, its runtime config
+    read and checked (everything before building the app; the config fuzz test runs this)."""
+    from .engine import EngineSettings, Limits
     from .running import AppOptions
     from .runtime_config import apply_cli_overrides, load_runtime_config
-    from .trigger.http.server import ServeOptions, serve
+    from .trigger.http.server import ServeOptions, limits_from_args
 
-    configure_logging(args.log_level)
     app, home = _load(args.app, insecure=args.insecure)
     rc = load_runtime_config(args.runtime_config_file, home)
     retain = args.component_id or [
@@ -213,12 +282,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         listen=args.listen,
         workers=args.workers,
         log_level=args.log_level,
+        limits=limits_from_args(args),
         app=AppOptions(
             state_dir=state_dir,
             engine=EngineSettings(cache_dir=None if args.no_cache else args.cache_dir),
             limits=Limits(
                 request_timeout=args.request_timeout,
                 max_instance_memory=memory if memory is not None else rc.max_instance_memory,
+                max_output=args.max_wagi_output,
             ),
             runtime_config=rc,
             variables=dict(args.variable),
@@ -226,37 +297,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             threads=args.threads,
             max_running=args.max_running,
             max_body=args.max_body_size,
+            max_waiting=args.max_waiting,
+            body_read_timeout=args.body_read_timeout,
         ),
     )
-    serve(app, opts)
-    return 0
+    return app, opts
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from .build import build_app
 
-    build_app(Path(args.app), only=args.component_id)
+    build_app(Path(args.app), only=args.component_id, force=args.force)
     if args.up:
-        return cmd_up(build_parser().parse_args(["up", "-f", args.app]))
-    return 0
-
-
-def cmd_new(args: argparse.Namespace) -> int:
-    from .scaffold import list_templates, new_project
-
-    if args.list or not args.template:
-        print("Templates:")
-        for name in list_templates():
-            print(f"  {name}")
-        if not args.list:
-            print("\nusage: wasmlet new TEMPLATE NAME")
-        return 0 if args.list else 2
-    if not args.name:
-        raise WasmletError("missing app NAME: wasmlet new TEMPLATE NAME")
-    dest = args.output or Path(args.name)
-    project = new_project(args.template, args.name, dest)
-    print(f"Created {args.name} from template {args.template} in {project}")
-    print(f"Next: cd {project} && wasmlet build --up")
+        return cmd_up(build_parser(subsystems=False).parse_args(["up", "-f", args.app]))
     return 0
 
 
@@ -270,7 +323,11 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else ""
+    parser = build_parser(
+        light=command in LIGHT_COMMANDS, subsystems=command not in (*CORE_COMMANDS, *LIGHT_COMMANDS)
+    )
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

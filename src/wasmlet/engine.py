@@ -34,6 +34,7 @@ log = logging.getLogger("wasmlet.engine")
 
 EPOCH_TICK_SECONDS = 0.01
 DEFAULT_REQUEST_TIMEOUT = 30.0
+DEFAULT_MAX_OUTPUT = 64 << 20  # a Wagi response is held whole in memory
 WASMTIME_VERSION = dist_version("wasmtime")
 
 # What the compile cache holds: core modules (Wagi) and components.
@@ -58,6 +59,7 @@ class Limits:
 
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT  # seconds; 0 = no deadline
     max_instance_memory: int | None = None  # bytes of linear memory per instance
+    max_output: int = DEFAULT_MAX_OUTPUT  # bytes a Wagi guest may write to stdout
 
     @property
     def deadline_ticks(self) -> int:

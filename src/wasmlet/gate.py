@@ -21,6 +21,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .pool import waiting
+
 DEFAULT_PATIENCE = 0.05  # seconds
 
 
@@ -94,15 +96,17 @@ def running(gate: RunGate | None) -> Iterator[None]:
 
 @contextmanager
 def released() -> Iterator[None]:
-    """Around a wait inside a guest's host call: let another guest run meanwhile. A no-op
-    when this thread holds no slot (no gate, admitted without one, or nested)."""
-    gate = _held.gate
-    if gate is None or not _held.holding:
-        yield
-        return
-    gate.release()
-    _held.holding = False
-    try:
-        yield
-    finally:
-        _held.holding = gate.acquire()
+    """Around a wait inside a guest's host call: let another guest run meanwhile, and let
+    the guest pool start queued requests on other threads (pool.py). Gives no slot away
+    when this thread holds none (no gate, admitted without one, or nested)."""
+    with waiting():
+        gate = _held.gate
+        if gate is None or not _held.holding:
+            yield
+            return
+        gate.release()
+        _held.holding = False
+        try:
+            yield
+        finally:
+            _held.holding = gate.acquire()

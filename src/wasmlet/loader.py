@@ -7,13 +7,13 @@ absolute path the guest sees (files form one tree per component, mounted at `/`)
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import os
 import posixpath
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -144,11 +144,18 @@ class _Locker:
 
     def _local_wasm(self, relative: str, path: str) -> LockedComponentSource:
         wasm = self.app_root / relative
-        if not wasm.exists():
-            raise ManifestError(self.file, path, f"file {quote(relative)} not found")
-        if not wasm.is_file():
-            raise ManifestError(self.file, path, f"{quote(relative)} is not a file")
-        return LockedComponentSource(source=path_to_url(wasm), digest=file_digest(wasm))
+        try:
+            if "\0" in relative:
+                raise ManifestError(self.file, path, f"{quote(relative)} contains a NUL character")
+            if not wasm.exists():
+                raise ManifestError(self.file, path, f"file {quote(relative)} not found")
+            if not wasm.is_file():
+                raise ManifestError(self.file, path, f"{quote(relative)} is not a file")
+            return LockedComponentSource(source=path_to_url(wasm), digest=file_digest(wasm))
+        except OSError as e:  # a name too long, unreadable...
+            raise ManifestError(
+                self.file, path, f"cannot read {quote(relative)}: {e.strerror}"
+            ) from None
 
     def _remote_wasm(self, url: str, digest: str, path: str) -> LockedComponentSource:
         cache_dir = self.cache_dir or default_cache_dir() / "wasm"
@@ -166,15 +173,21 @@ class _Locker:
 
     def _files(self, component_id: str, component: Component) -> list[ContentPath]:
         files_path = self.manifest.component_path(component_id, "files")
-        mounted: dict[str, Path] = {}
+        mounted: dict[str, tuple[Path, str]] = {}
         for index, mount in enumerate(component.files):
+            key = f"{files_path}[{index}]"
             try:
-                mounted.update(expand_mount(self.app_root, mount, component.exclude_files))
+                found = expand_mount(self.app_root, mount, component.exclude_files)
+                for guest, host in found.items():
+                    mounted[guest] = (host, file_digest(host))
             except ValueError as e:
-                raise ManifestError(self.file, f"{files_path}[{index}]", str(e)) from None
+                raise ManifestError(self.file, key, str(e)) from None
+            except OSError as e:  # unreadable, a name too long, a loop of links...
+                where = f" {quote(e.filename)}" if isinstance(e.filename, str) else ""
+                raise ManifestError(self.file, key, f"cannot read{where}: {e.strerror}") from None
         return [
-            ContentPath(source=path_to_url(host), digest=file_digest(host), path=guest)
-            for guest, host in sorted(mounted.items())
+            ContentPath(source=path_to_url(host), digest=digest, path=guest)
+            for guest, (host, digest) in sorted(mounted.items())
         ]
 
     # -- dependencies -------------------------------------------------------------------------
@@ -264,23 +277,34 @@ def fetch_verified(url: str, digest: str, cache_dir: Path) -> Path:
 
 # -- files mounts ------------------------------------------------------------------------------
 
+NAME_MAX = 255  # bytes in one file name (Linux): a longer destination cannot be laid out
+
 
 def expand_mount(app_root: Path, mount: str | FilePlacement, exclude: list[str]) -> dict[str, Path]:
-    """The files one `files` entry mounts: guest path → host file. Raises `ValueError`."""
+    """The files one `files` entry mounts: guest path → host file. Raises `ValueError`
+    (`OSError` where the file system refuses)."""
     if isinstance(mount, FilePlacement):
         return _expand_placement(app_root, mount, exclude)
     return _expand_pattern(app_root, mount, exclude)
 
 
 def _expand_pattern(app_root: Path, pattern: str, exclude: list[str]) -> dict[str, Path]:
-    path = app_root / pattern
+    _check_text(pattern)
+    relative = _inside_app(
+        pattern, f"{quote(pattern)} matches files outside the application directory"
+    )
+    tree = _Tree(app_root)
+    path = app_root / relative
+    if path.is_file() or path.is_dir():
+        tree.check(path)  # before reading or walking it: a link may lead anywhere
     if path.is_file():
         return {_guest_path(app_root, path, pattern): path}
     if path.is_dir():
-        found = _walk(path)
+        found = tree.files_under(path)
     elif any(ch in pattern for ch in "*?["):
-        matches = glob.glob(pattern, root_dir=app_root, recursive=True, include_hidden=True)
-        found = [app_root / m for m in matches if (app_root / m).is_file()]
+        found = tree.glob(relative)
+    elif os.path.lexists(path):
+        raise ValueError(f"{quote(pattern)} is not a regular file or directory")
     else:
         raise ValueError(f"{quote(pattern)} does not exist and is not a glob pattern")
     return {
@@ -289,23 +313,138 @@ def _expand_pattern(app_root: Path, pattern: str, exclude: list[str]) -> dict[st
 
 
 def _expand_placement(app_root: Path, mount: FilePlacement, exclude: list[str]) -> dict[str, Path]:
-    source = app_root / mount.source
+    _check_text(mount.source)
+    _check_text(mount.destination)
+    relative = _inside_app(
+        mount.source, f"source {quote(mount.source)} is outside the application directory"
+    )
+    source = app_root / relative
     destination = posixpath.normpath("/" + mount.destination.lstrip("/"))
+    too_long = [n for n in destination.split("/") if len(n.encode()) > NAME_MAX]
+    if too_long:
+        raise ValueError(
+            f"destination {quote(mount.destination)}: a file name longer than {NAME_MAX} bytes"
+        )
+    tree = _Tree(app_root)
     if source.is_dir():
+        tree.check(source)
         return {
             posixpath.join(destination, f.relative_to(source).as_posix()): f
-            for f in _walk(source)
+            for f in tree.files_under(source)
             if not _excluded(app_root, f, exclude)
         }
     if source.is_file():
+        tree.check(source)
         if mount.destination.endswith(("/", ".")):
             raise ValueError(f"{quote(mount.destination)} is not a valid destination file name")
         return {destination: source}
+    if os.path.lexists(source):
+        raise ValueError(f"source {quote(mount.source)} is not a regular file or directory")
     raise ValueError(f"file or directory {quote(mount.source)} does not exist")
 
 
-def _walk(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file())
+def _check_text(text: str) -> None:
+    if "\0" in text:
+        raise ValueError(f"{quote(text)} contains a NUL character")
+
+
+def _inside_app(path: str, problem: str) -> str:
+    """`path` (relative to the app directory, as written) normalised; `problem` if it leaves
+    the directory (Spin refuses such files too, once it has looked for them)."""
+    relative = posixpath.normpath(path) if path else "."
+    if relative.startswith("/") or relative == ".." or relative.startswith("../"):
+        raise ValueError(problem)
+    return relative
+
+
+class _Tree:
+    """The app directory as `files` sees it. Symbolic links are followed where they stay in
+    the directory (a directory once, so a loop ends) and refused where they leave it: Spin
+    checks only the path as written and copies whatever a link points to, so a link could
+    serve `/etc/passwd`."""
+
+    def __init__(self, app_root: Path) -> None:
+        self.root = app_root
+        self.real_root = os.path.realpath(app_root)
+
+    def check(self, path: Path) -> None:
+        """Refuse `path` if it, or a link on the way to it, leads out of the app directory."""
+        real = os.path.realpath(path)
+        if real != self.real_root and not real.startswith(self.real_root.rstrip("/") + "/"):
+            shown = _relative(self.root, path) or str(path)
+            raise ValueError(
+                f"{quote(shown)} is a symbolic link to {quote(real)}, outside the application "
+                "directory (links must stay inside it)"
+            )
+
+    def _entries(self, directory: Path) -> list[Path]:
+        """The entries of `directory` worth following: links checked, dangling ones and
+        loops dropped."""
+        entries = []
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            path = directory / entry.name
+            if entry.is_symlink():
+                if not os.path.exists(path):  # dangling, or a loop: nothing to serve
+                    continue
+                self.check(path)
+            entries.append(path)
+        return entries
+
+    def files_under(self, directory: Path) -> list[Path]:
+        """Every regular file under `directory`."""
+        found: list[Path] = []
+        seen: set[str] = set()
+
+        def walk(d: Path) -> None:
+            real = os.path.realpath(d)
+            if real in seen:
+                return
+            seen.add(real)
+            for path in self._entries(d):
+                if path.is_dir():
+                    walk(path)
+                elif path.is_file():
+                    found.append(path)
+
+        walk(directory)
+        return found
+
+    def glob(self, pattern: str) -> list[Path]:
+        """Regular files matching `pattern` (relative, normalised), as Spin's glob matches:
+        `*`, `?` and `[...]` within a name (dot files too), `**` any number of directories."""
+        parts = [p for p in pattern.split("/") if p not in ("", ".")]
+        found: dict[Path, None] = {}
+        seen: set[tuple[str, int]] = set()
+
+        def walk(d: Path, index: int) -> None:
+            if index == len(parts):
+                if d.is_file():
+                    found[d] = None
+                return
+            key = (os.path.realpath(d), index)
+            if key in seen or not d.is_dir():
+                return
+            seen.add(key)
+            part = parts[index]
+            if part == "**":
+                walk(d, index + 1)
+                for sub in self._entries(d):
+                    if sub.is_dir():
+                        walk(sub, index)
+                return
+            if not any(ch in part for ch in "*?["):
+                path = d / part
+                if os.path.islink(path) and os.path.exists(path):
+                    self.check(path)
+                walk(path, index + 1)
+                return
+            match = re.compile(fnmatch.translate(part)).match
+            for path in self._entries(d):
+                if match(path.name):
+                    walk(path, index + 1)
+
+        walk(self.root, 0)
+        return sorted(found)
 
 
 def _relative(app_root: Path, file: Path) -> str | None:
@@ -329,4 +468,4 @@ def _excluded(app_root: Path, file: Path, exclude: list[str]) -> bool:
     As in Spin (Rust `glob::Pattern`), `*` also matches `/`.
     """
     relative = _relative(app_root, file)
-    return relative is not None and any(fnmatchcase(relative, p) for p in exclude)
+    return relative is not None and any(fnmatch.fnmatchcase(relative, p) for p in exclude)

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .engine import EngineSettings, Limits, WasmEngine
+from .errors import NotSupportedError, WasmletError
 from .factors import AppContext, configure
 from .gate import RunGate
 from .locked import LockedApp
+from .pool import DEFAULT_MAX_WAITING, GuestPool
 from .runtime import AppRuntime
 from .runtime_config import RuntimeConfig, variable_providers
-from .trigger.http.app import DEFAULT_MAX_BODY, HttpTrigger
+from .trigger import SUPPORTED, MessageTrigger
+from .trigger.http.app import DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY, HttpTrigger
 from .variables import VariableResolver
 
 
@@ -40,6 +43,8 @@ class AppOptions:
     threads: int = 0  # requests in progress per worker; 0 = automatic
     max_running: int = 1  # guests running at once per worker (the others wait: gate.py)
     max_body: int = DEFAULT_MAX_BODY
+    max_waiting: int = DEFAULT_MAX_WAITING  # guests waiting in host calls, beyond `threads`
+    body_read_timeout: float = DEFAULT_BODY_READ_TIMEOUT  # seconds; 0 = none
 
     @property
     def thread_count(self) -> int:
@@ -47,13 +52,30 @@ class AppOptions:
 
 
 def thread_count(threads: int) -> int:
-    """Guests in progress at once per process (`threads`, or 0 for the default).
+    """Guests in progress at once per process, not counting those waiting in host calls
+    (`threads`, or 0 for the default; up to `max_waiting` more wait: pool.py).
 
     Only `max_running` of them run a guest at a time (gate.py); the others are guests waiting
-    for I/O or for their turn, which cost little. At most 32: each holds an instance, and a
-    component's instance can take several of the pooling allocator's 256 core-instance
-    slots."""
+    for their turn, which cost little. At most 32: each holds an instance (the engine's
+    pooling allocator is sized for every thread the pool may have: `pool_sized`)."""
     return threads or min(32, max(8, 4 * (os.cpu_count() or 1)))
+
+
+# Core-module instances one guest may take: a component instantiates each of its core
+# modules, 14 for a componentize-py component (CPython, its libraries, the WASI adapter).
+CORE_INSTANCES_PER_GUEST = 16
+MAX_POOL_INSTANCES = 8192  # ~34 TB of address space (a process has 128 TiB)
+
+
+def pool_sized(engine: EngineSettings, guests: int) -> EngineSettings:
+    """`engine` with a pooling allocator big enough for `guests` instances in progress at
+    once (every thread of the guest pool, waiting ones included): past its limit an
+    instantiation fails, so 40 Python guests waiting on a slow upstream made every component
+    request fail with "maximum concurrent limit of 256 for core instances reached". A slot
+    costs address space (about 4 GiB each, reserved, never touched), not memory: unused warm
+    slots beyond wasmtime's 100 are decommitted whatever the pool's size."""
+    wanted = min(CORE_INSTANCES_PER_GUEST * guests, MAX_POOL_INSTANCES)
+    return engine if wanted <= engine.pool_instances else replace(engine, pool_instances=wanted)
 
 
 @dataclass
@@ -62,13 +84,21 @@ class Shared:
     the run gate (see gate.py). Whoever made it closes it (`close`), after its apps."""
 
     engine: WasmEngine
-    pool: ThreadPoolExecutor
+    pool: Executor  # a GuestPool (the containerd shim has its own)
     gate: RunGate
 
     @classmethod
-    def create(cls, engine: EngineSettings, threads: int, max_running: int) -> Shared:
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="wasmlet-wasm")
-        return cls(WasmEngine(engine), pool, RunGate(max_running))
+    def create(
+        cls,
+        engine: EngineSettings,
+        threads: int,
+        max_running: int,
+        max_waiting: int = DEFAULT_MAX_WAITING,
+    ) -> Shared:
+        pool = GuestPool(threads, max_waiting)
+        return cls(
+            WasmEngine(pool_sized(engine, threads + max_waiting)), pool, RunGate(max_running)
+        )
 
     def start(self) -> None:
         """Start the engine's deadline ticker (call once requests will run)."""
@@ -89,6 +119,16 @@ class RunningApp:
     trigger: HttpTrigger
     shared: Shared
     owns_shared: bool = True  # made for this app alone (closed with it)
+    triggers: list[MessageTrigger] = field(default_factory=list)  # Redis, ... (not HTTP)
+
+    def http_only(self, where: str) -> None:
+        """Refuse an app with message triggers where only HTTP is served yet (`where`)."""
+        if self.triggers:
+            types = sorted({t.trigger_type for t in self.app.triggers} - {"http"})
+            self.close()
+            raise NotSupportedError(
+                f"{where} does not run {', '.join(types)} triggers yet (wasmlet up does)"
+            )
 
     @property
     def engine(self) -> WasmEngine:
@@ -127,30 +167,68 @@ def make_resolver(
     )
 
 
+def check_app(app: LockedApp, opts: AppOptions) -> None:
+    """What can be checked of `app` with `opts` without building it: its variables resolve
+    and its outbound hosts render to valid entries (the runtime config was checked when it
+    was read). A host checks each app when it loads it, so a broken one is reported as not
+    served at once, not on its first request. Raises a `WasmletError`."""
+    resolver = make_resolver(app, opts.runtime_config, opts.home, opts.variables, opts.environ)
+    resolver.resolve_app()
+    AppContext(app, opts.state_dir, opts.runtime_config, resolver).policies  # noqa: B018
+
+
 def build_app(
     app: LockedApp,
     opts: AppOptions,
     self_origin: str | None = None,
     shared: Shared | None = None,
     self_host: str | None = None,
+    pool: Executor | None = None,
 ) -> RunningApp:
     """Build `app` to run with `opts`. `self_origin` is the app's own base URL (for relative
     outbound requests; `self_host` their Host header, where the server routes by it);
     `shared` runs it on an engine, pool and gate other apps use too (default: its own, made
-    from `opts`). Raises a `WasmletError` naming what is wrong."""
+    from `opts`); `pool` is where its guests run (default: the shared pool; a multi-app host
+    gives each app a group of it). Raises a `WasmletError` naming what is wrong."""
+    if opts.state_dir.exists() and not opts.state_dir.is_dir():
+        raise WasmletError(f"state directory {opts.state_dir}: exists and is not a directory")
     resolver = make_resolver(app, opts.runtime_config, opts.home, opts.variables, opts.environ)
     resolver.resolve_app()  # a missing required variable fails at startup, as in Spin
+    for locked in app.triggers:
+        if locked.trigger_type not in SUPPORTED:
+            raise NotSupportedError(
+                f"trigger type {locked.trigger_type!r} (trigger {locked.id!r}) is not "
+                f"supported; wasmlet runs: {', '.join(SUPPORTED)}"
+            )
     ctx = AppContext(app, opts.state_dir, opts.runtime_config, resolver, self_origin, self_host)
     factors = configure(ctx)
     owns_shared = shared is None
     if shared is None:
-        shared = Shared.create(opts.engine, opts.thread_count, opts.max_running)
+        shared = Shared.create(opts.engine, opts.thread_count, opts.max_running, opts.max_waiting)
     try:
         runtime = AppRuntime(app, shared.engine, opts.state_dir, factors, opts.limits)
-        trigger = HttpTrigger(runtime, shared.pool, opts.max_body, gate=shared.gate)
+        guests = pool or shared.pool
+        trigger = HttpTrigger(
+            runtime,
+            guests,
+            opts.max_body,
+            gate=shared.gate,
+            body_read_timeout=opts.body_read_timeout,
+        )
+        triggers: list[MessageTrigger] = []
+        # Imported only for apps that have them: their clients (redis, paho) load nothing
+        # into an HTTP-only server.
+        if app.triggers_of("redis"):
+            from .trigger.redis import RedisTrigger
+
+            triggers.append(RedisTrigger(runtime, guests, resolver.render, shared.gate))
+        if app.triggers_of("mqtt"):
+            from .trigger.mqtt import MqttTrigger
+
+            triggers.append(MqttTrigger(runtime, guests, resolver.render, shared.gate))
     except BaseException:
         factors.close()
         if owns_shared:
             shared.close()
         raise
-    return RunningApp(app, runtime, trigger, shared, owns_shared)
+    return RunningApp(app, runtime, trigger, shared, owns_shared, triggers)

@@ -95,7 +95,8 @@ class AppRuntime:
         return self._prepared[component_id]
 
     def _prepare(self, component: LockedComponent) -> PreparedComponent:
-        what = f"component {component.id!r}"
+        # The manifest key in the message: the user finds what to fix in spin.toml.
+        what = f"component {component.id!r} (component.{component.id}.source)"
         wasm = read_content(component.source, f"{what} source")
         kind = wasm_kind(wasm)
         if kind == "unknown":
@@ -122,14 +123,28 @@ class AppRuntime:
         key = hashlib.sha256()
         for f in sorted(component.files, key=lambda f: f.path):
             key.update(f"{f.path}\0{f.digest or f.source or ''}\0".encode())
-        root = self.state_dir / "files" / f"{component.id}-{key.hexdigest()[:16]}"
+        # The id shortened: a name has at most 255 bytes (a v1 id may be longer); the hash
+        # keeps it unique.
+        root = self.state_dir / "files" / f"{component.id[:64]}-{key.hexdigest()[:16]}"
         if root.is_dir():
             return root
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".tmp-"))
+        except OSError as e:  # the state directory is not writable, or not a directory
+            raise LockError(
+                f"component {component.id!r}: cannot lay out its files in {root.parent}: "
+                f"{e.strerror}"
+            ) from None
         try:
             for entry in component.files:
-                self._place(entry, tmp, component.id)
+                try:
+                    self._place(entry, tmp, component.id)
+                except (OSError, ValueError) as e:  # a name too long, a NUL, no space...
+                    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                    raise LockError(
+                        f"component {component.id!r}: cannot lay out file {entry.path!r}: {reason}"
+                    ) from None
             os.chmod(tmp, 0o755)
             try:
                 os.rename(tmp, root)

@@ -132,12 +132,21 @@ class EnvProvider:
         return self._dotenv
 
 
+MAX_DOTENV = 1 << 20  # bytes: a .env holds a few lines
+
+
 def read_dotenv(path: Path) -> dict[str, str]:
     """`KEY=value` lines of a `.env` file (a missing file has none)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
+        if not path.exists():
+            return {}
+        if not path.is_file():  # a FIFO would block startup, /dev/zero fill the memory
+            raise VariableProviderError(f"cannot read {path}: not a regular file")
+        with path.open("rb") as f:
+            data = f.read(MAX_DOTENV + 1)
+        if len(data) > MAX_DOTENV:
+            raise VariableProviderError(f"cannot read {path}: larger than {MAX_DOTENV} bytes")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise VariableProviderError(f"cannot read {path}: {e}") from None
     values: dict[str, str] = {}

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,15 +98,23 @@ def start_command(
     cwd: Path | None = None,
     cache_dir: Path | None = None,
     timeout: float = 60,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Server:
-    """Run a serving `wasmlet` command on 127.0.0.1:<free port>; wait until it answers."""
+    """Run a serving `wasmlet` command on 127.0.0.1:<free port>; wait until it answers.
+    `preexec_fn` runs in the child before wasmlet starts (e.g. to set resource limits)."""
     port = free_port()
     own = ["--cache-dir", str(cache_dir)] if cache_dir is not None else []  # ARGS may override
     cmd = [sys.executable, "-m", "wasmlet.cli", command[0], *own, *command[1:]]
     cmd += ["--listen", f"127.0.0.1:{port}"]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=cwd
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        preexec_fn=preexec_fn,
     )
     server = Server(proc, f"http://127.0.0.1:{port}")
     ready = threading.Event()

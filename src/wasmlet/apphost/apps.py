@@ -38,7 +38,6 @@ class AppVersion:
     busy: float = 0.0  # seconds of requests in flight, summed over time (load, for scaling)
     _since: float = 0.0  # when `busy` was last brought up to date
     _building: asyncio.Future[RunningApp] | None = None
-    _limit: asyncio.Semaphore | None = None
 
     @property
     def status(self) -> str:
@@ -62,13 +61,6 @@ class AppVersion:
             raise BuildFailed(self.error) from None
         self.running = running  # (if retired meanwhile, its last request's done() closes it)
         return running
-
-    def limit(self, concurrency: int) -> asyncio.Semaphore:
-        """How many of this app's requests may be in the host's guest pool at once: a busy or
-        looping app waits for its own slots instead of taking every thread."""
-        if self._limit is None:
-            self._limit = asyncio.Semaphore(concurrency)
-        return self._limit
 
     def begin(self) -> None:
         """A request of this version starts."""

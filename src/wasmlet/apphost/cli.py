@@ -9,7 +9,7 @@ from typing import Any
 from ..argtypes import positive_int, seconds, serving_options
 from ..engine import EngineSettings
 from ..logs import configure_logging
-from ..trigger.http.server import ServeOptions, serve_target
+from ..trigger.http.server import ServeOptions, limits_from_args, serve_target
 from .directory import HostTarget
 from .host import STATUS_PATH, HostOptions
 
@@ -66,8 +66,9 @@ def register(subparsers: Any) -> None:
         type=positive_int,
         default=0,
         metavar="N",
-        help="requests of one app in progress at once per worker; more wait for its own "
-        "turn, so a busy or looping app cannot take every thread (default: half of --threads)",
+        help="guests of one app busy at once per worker, not counting those waiting in host "
+        "calls; its other requests wait for its own turn (holding no thread), so a busy or "
+        "looping app cannot take every thread (default: half of --threads)",
     )
     serving_options(host)
     host.set_defaults(func=cmd_host)
@@ -85,10 +86,18 @@ def cmd_host(args: argparse.Namespace) -> int:
         max_running=args.max_running,
         max_app_concurrency=args.max_app_concurrency,
         max_body=args.max_body_size,
+        max_waiting=args.max_waiting,
+        body_read_timeout=args.body_read_timeout,
+        max_output=args.max_wagi_output,
         precompile=args.precompile,
         insecure=args.insecure,
         scan_interval=args.scan_interval,
     )
-    serve_opts = ServeOptions(listen=args.listen, workers=args.workers, log_level=args.log_level)
+    serve_opts = ServeOptions(
+        listen=args.listen,
+        workers=args.workers,
+        log_level=args.log_level,
+        limits=limits_from_args(args),
+    )
     serve_target(HostTarget(apps_dir, opts), serve_opts)
     return 0

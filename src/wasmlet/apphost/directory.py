@@ -23,7 +23,7 @@ import watchfiles
 
 from ..engine import Limits
 from ..errors import WasmletError
-from ..running import AppOptions
+from ..running import AppOptions, check_app
 from ..runtime_config import load_runtime_config
 from .apps import AppVersion
 from .host import AppHost, Changes, HostOptions
@@ -135,6 +135,7 @@ class DirectoryHost(AppHost):
         try:  # made while it loads shows at the next scan
             app = load(source, self.opts.insecure)
             options = self._options(source)
+            check_app(app, options)
             if self.opts.precompile:
                 self.precompile(app)
         except WasmletError as e:
@@ -163,11 +164,12 @@ class DirectoryHost(AppHost):
         memory = rc.max_instance_memory or self.opts.max_instance_memory
         return AppOptions(
             state_dir=rc.state_dir or self.opts.state_dir / source.name,
-            limits=Limits(self.opts.request_timeout, memory),
+            limits=Limits(self.opts.request_timeout, memory, self.opts.max_output),
             runtime_config=rc,
             home=source.directory,
             environ={},  # the host's environment is not an app's
             max_body=self.opts.max_body,
+            body_read_timeout=self.opts.body_read_timeout,
         )
 
     # -- following the directory -----------------------------------------------------------

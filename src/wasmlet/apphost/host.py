@@ -17,15 +17,17 @@ import gc
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..engine import DEFAULT_REQUEST_TIMEOUT, EngineSettings
+from ..engine import DEFAULT_MAX_OUTPUT, DEFAULT_REQUEST_TIMEOUT, EngineSettings
+from ..errors import WasmletError
 from ..locked import LockedApp, read_content
+from ..pool import DEFAULT_MAX_WAITING, GuestPool
 from ..running import RunningApp, Shared, build_app, thread_count
-from ..trigger.http.app import DEFAULT_MAX_BODY
+from ..trigger.http.app import DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY
 from .apps import AppVersion, BuildFailed
 
 log = logging.getLogger("wasmlet.host")
@@ -47,8 +49,11 @@ class HostOptions:
     max_instance_memory: int | None = None  # each app's, unless its runtime config says
     threads: int = 0  # guests in progress in the whole host; 0 = automatic
     max_running: int = 1
-    max_app_concurrency: int = 0  # one app's requests in the guest pool; 0 = half the pool
+    max_app_concurrency: int = 0  # one app's guests busy (not waiting); 0 = half the pool
     max_body: int = DEFAULT_MAX_BODY
+    max_waiting: int = DEFAULT_MAX_WAITING  # guests waiting in host calls, beyond `threads`
+    body_read_timeout: float = DEFAULT_BODY_READ_TIMEOUT
+    max_output: int = DEFAULT_MAX_OUTPUT  # a Wagi guest's stdout
     precompile: bool = False
     insecure: bool = False  # pull apps over plain HTTP
     scan_interval: float = 10.0  # (a directory) files outside it (inside: inotify, at once)
@@ -80,7 +85,9 @@ class AppHost:
         self.opts = opts
         self.origin = origin
         self.port = origin.rsplit(":", 1)[-1]
-        self.shared = Shared.create(opts.engine, opts.thread_count, opts.max_running)
+        self.shared = Shared.create(
+            opts.engine, opts.thread_count, opts.max_running, opts.max_waiting
+        )
         self.app_concurrency = opts.app_concurrency  # (a property: not per request)
         self.versions: dict[str, AppVersion] = {}  # the current version of each app
         self.problems: dict[str, str] = {}  # name -> why it is not served
@@ -181,13 +188,29 @@ class AppHost:
         """Build one app on the host's shared engine, pool and gate (in a build thread)."""
         try:
             running = build_app(
-                version.app, version.options, self.origin, self.shared, version.self_host
+                version.app,
+                version.options,
+                self.origin,
+                self.shared,
+                version.self_host,
+                pool=self._app_pool(),
             )
+            running.http_only("a multi-app host")
+        except WasmletError as e:  # one line, as `wasmlet up` reports it
+            log.error("app %s could not be built: %s", version.name, e)
+            raise
         except Exception:
             log.exception("app %s could not be built", version.name)
             raise
         _settle()
         return running
+
+    def _app_pool(self) -> Executor:
+        """Where one app's guests run: a group of the shared pool, in which at most
+        `app_concurrency` of them are busy (waiting ones not counted), so that a busy or
+        looping app cannot take every thread; its other requests queue without a thread."""
+        pool = self.shared.pool
+        return pool.group(self.app_concurrency) if isinstance(pool, GuestPool) else pool
 
     # -- ASGI ------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -233,8 +256,7 @@ class AppHost:
             await _plain(send, 503, f"app {name!r} could not be started (see the host's status)")
             return
         try:
-            async with version.limit(self.app_concurrency):
-                await running.trigger(scope, receive, send)
+            await running.trigger(scope, receive, send)  # on its own group of the pool
         finally:
             version.done()
 

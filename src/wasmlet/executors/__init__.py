@@ -3,6 +3,8 @@
 `http_executor` is the one place an HTTP trigger's executor is chosen: Wagi when the
 trigger says `executor = { type = "wagi" }`, otherwise by the HTTP handler the component
 exports (`wasi:http/incoming-handler@0.2.x` or Spin's `fermyon:spin/inbound-http`).
+`redis_executor` and `mqtt_executor` are the same for a Redis trigger
+(`fermyon:spin/inbound-redis`) and an MQTT trigger (the plugin's world-level `handle-message`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 from ..errors import EngineError, ManifestError, NotSupportedError
 from ..runtime import AppRuntime
 from ._wasi_command import WasiCommand
+from .mqtt_inbound import HANDLE_MESSAGE, MqttMessageExecutor
+from .redis_inbound import INBOUND_REDIS, INBOUND_REDIS_3, RedisMessageExecutor
 from .spin_inbound import INBOUND_HTTP, SpinInboundHttpExecutor
 from .types import (
     CollectedResponse,
@@ -81,13 +85,64 @@ def http_executor(
     )
 
 
+def redis_executor(runtime: AppRuntime, trigger_id: str, component_id: str) -> RedisMessageExecutor:
+    """The executor for one `[[trigger.redis]]`'s component, by the Redis interface it
+    exports (exactly one, as Spin requires)."""
+    prepared = runtime.prepare(component_id)
+    if prepared.component is None:
+        raise NotSupportedError(
+            f"trigger {trigger_id!r}: component {component_id!r} is a core module; a Redis "
+            f"trigger needs a component exporting {INBOUND_REDIS}"
+        )
+    exports = runtime.exports(prepared)
+    found = [e for e in exports if e == INBOUND_REDIS or e.startswith(INBOUND_REDIS_3 + "@")]
+    if not found:
+        raise EngineError(
+            f"trigger {trigger_id!r}: component {component_id!r} does not export a Redis "
+            f"interface (expected {INBOUND_REDIS}; it exports: {', '.join(exports) or 'nothing'})"
+        )
+    if len(found) > 1:
+        raise EngineError(
+            f"component {component_id!r} exports more than one Redis interface: " + ", ".join(found)
+        )
+    if found[0] != INBOUND_REDIS:
+        raise NotSupportedError(
+            f"component {component_id!r}: {found[0]} (an async export, Spin 4) is not "
+            f"supported: wasmtime's C API has no component-model async; export {INBOUND_REDIS}"
+        )
+    return RedisMessageExecutor(runtime.engine, prepared, INBOUND_REDIS, runtime.limits)
+
+
+def mqtt_executor(runtime: AppRuntime, trigger_id: str, component_id: str) -> MqttMessageExecutor:
+    """The executor for one `[[trigger.mqtt]]`'s component: it must export the MQTT trigger
+    plugin's `handle-message` function (world-level, as spin-trigger-mqtt v0.7 defines it)."""
+    prepared = runtime.prepare(component_id)
+    if prepared.component is None:
+        raise NotSupportedError(
+            f"trigger {trigger_id!r}: component {component_id!r} is a core module; an MQTT "
+            f"trigger needs a component exporting `{HANDLE_MESSAGE}`"
+        )
+    exports = runtime.exports(prepared)
+    if HANDLE_MESSAGE not in exports:
+        raise EngineError(
+            f"trigger {trigger_id!r}: component {component_id!r} does not export the MQTT "
+            f"trigger's `{HANDLE_MESSAGE}` function (it exports: "
+            f"{', '.join(exports) or 'nothing'})"
+        )
+    return MqttMessageExecutor(runtime.engine, prepared, runtime.limits)
+
+
 __all__ = [
     "CollectedResponse",
     "HttpExecutor",
     "HttpRequest",
     "HttpResponse",
+    "MqttMessageExecutor",
+    "RedisMessageExecutor",
     "ResponseSink",
     "RouteMatch",
     "handler_exports",
     "http_executor",
+    "mqtt_executor",
+    "redis_executor",
 ]

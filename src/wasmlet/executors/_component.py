@@ -63,10 +63,14 @@ class ComponentHandler:
         self.capabilities = prepared.factors.capabilities
         self.environment = list(prepared.locked.env.items())
         self.linker = _linker(engine, component, prepared.factors.interfaces)
-        iface = component.get_export_index(export)
-        func = component.get_export_index(entry, iface) if iface is not None else None
+        if export:  # a function of an exported interface
+            iface = component.get_export_index(export)
+            func = component.get_export_index(entry, iface) if iface is not None else None
+        else:  # a function the world exports itself (the MQTT and cron plugins' form)
+            func = component.get_export_index(entry)
         if func is None:
-            raise EngineError(f"component {self.component_id!r}: export {export} has no `{entry}`")
+            where = f"export {export}" if export else "the component"
+            raise EngineError(f"component {self.component_id!r}: {where} has no `{entry}`")
         self._entry = func
 
     def call(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl, unquote
 
+from ._output import STDERR_CAP
 from ._wasi_command import RunOutcome, WasiCommand
 from .headers import client_addr, forwarded_headers, full_url
 from .types import HttpRequest, HttpResponse, ResponseSink, RouteMatch
@@ -180,6 +181,10 @@ class WagiExecutor:
 
     def to_response(self, outcome: RunOutcome) -> HttpResponse:
         cid = self.component_id
+        if outcome.overflowed:
+            limit = self.command.limits.max_output
+            log.error("component %s wrote more than %d bytes to stdout", cid, limit)
+            return HttpResponse(500)
         if outcome.exit_code is None:
             what = "timed out" if outcome.timed_out else f"trapped: {outcome.trap}"
             log.error("component %s %s", cid, what)
@@ -200,3 +205,5 @@ class WagiExecutor:
         if outcome.stderr:
             for line in outcome.stderr.decode("utf-8", "replace").splitlines():
                 log.info("[%s] %s", self.component_id, line)
+        if outcome.stderr_cut:
+            log.warning("component %s: stderr past %d bytes dropped", self.component_id, STDERR_CAP)

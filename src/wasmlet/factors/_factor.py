@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from ..locked import LockedApp, LockedComponent
+from ..errors import ManifestError, VariableError
+from ..locked import LockedApp, LockedComponent, url_to_path
+from ..manifest import parse_allowed_host, quote
 from ..outbound import OutboundPolicy
 from ..runtime_config import RuntimeConfig
 from ..variables import VariableResolver
@@ -48,6 +50,36 @@ class AppContext:
     @functools.cached_property
     def variables(self) -> VariableResolver:
         return self.resolver or VariableResolver(self.app, environ={})
+
+    @functools.cached_property
+    def policies(self) -> dict[str, OutboundPolicy]:
+        """Every component's `allowed_outbound_hosts`, templates rendered and checked: an
+        entry that renders to nonsense (`redis://x:{{ port }}` with port `6379x`) fails the
+        app's start, naming the entry, not each request."""
+        return {c.id: self._policy(c) for c in self.app.components}
+
+    def _policy(self, component: LockedComponent) -> OutboundPolicy:
+        hosts = [str(h) for h in component.metadata.get("allowed_outbound_hosts", [])]
+        rendered = []
+        for index, template in enumerate(hosts):
+            where = f"component.{component.id}.allowed_outbound_hosts[{index}]"
+            try:
+                text = self.variables.render(template)
+                parse_allowed_host(text)
+            except VariableError as e:
+                raise ManifestError(self.manifest_name, where, str(e)) from None
+            except ValueError as e:
+                raise ManifestError(
+                    self.manifest_name, where, f"{e} (rendered from {quote(template)})"
+                ) from None
+            rendered.append(text)
+        return OutboundPolicy.parse(rendered)
+
+    @property
+    def manifest_name(self) -> str:
+        """The app's manifest file as errors name it."""
+        origin = str(self.app.metadata.get("origin", ""))
+        return str(url_to_path(origin)) if origin.startswith("file:") else origin or "spin.toml"
 
     @property
     def config_base(self) -> Path:
@@ -75,8 +107,7 @@ class ComponentContext:
     def policy(self) -> OutboundPolicy:
         """`allowed_outbound_hosts`, templates rendered (the networking every outbound
         factor checks against)."""
-        hosts = self.metadata_list("allowed_outbound_hosts")
-        return OutboundPolicy.parse([self.app.variables.render(h) for h in hosts])
+        return self.app.policies[self.component.id]
 
 
 class Factor(ABC, Generic[AppState, Share]):
@@ -126,6 +157,7 @@ class AppFactors:
 
     def __init__(self, ctx: AppContext, factors: Sequence[Factor[Any, Any]]) -> None:
         self.ctx = ctx
+        ctx.policies  # noqa: B018 (checks every component's outbound hosts now, at startup)
         self._states = [(f, f.configure_app(ctx)) for f in factors]
 
     def prepare(

@@ -407,6 +407,7 @@ class KeyValueFactor(Factor[AppStores, KeyValue]):
             for label in c.metadata.get("key_value_stores", []):
                 if label not in defined:
                     raise RuntimeConfigError(
+                        f"{ctx.manifest_name}: component.{c.id}.key_value_stores: "
                         f"component {c.id!r} uses key-value store {label!r}, which is not "
                         f"defined: add [key_value_store.{label}] to the runtime config"
                     )

@@ -237,6 +237,7 @@ class SqliteFactor(Factor[dict[str, Database], Sqlite]):
             for label in c.metadata.get("databases", []):
                 if label not in databases:
                     raise RuntimeConfigError(
+                        f"{ctx.manifest_name}: component.{c.id}.sqlite_databases: "
                         f"component {c.id!r} uses SQLite database {label!r}, which is not "
                         f"defined: add [sqlite_database.{label}] to the runtime config"
                     )

@@ -41,7 +41,7 @@ from ..engine import Limits
 from ..errors import WasmletError
 from ..oci import pull_app
 from ..oci.progress import Quiet
-from ..running import AppOptions
+from ..running import AppOptions, check_app
 from ..runtime_config import load_runtime_config
 from ..trigger.http.app import LOAD_PATH
 from . import GROUP, SERVICE_NAME_LABEL, VERSION, pods_service
@@ -259,13 +259,24 @@ class Activator(AppHost):
         memory = config.max_instance_memory or rc.max_instance_memory
         options = AppOptions(
             state_dir=rc.state_dir or state,
-            limits=Limits(self.opts.request_timeout, memory or self.opts.max_instance_memory),
+            limits=Limits(
+                self.opts.request_timeout,
+                memory or self.opts.max_instance_memory,
+                self.opts.max_output,
+            ),
             runtime_config=rc,
             variables=config.variables,
             home=Path(tempfile.gettempdir()),  # no .env: variables come from the SpinApp
             environ={},
             max_body=self.opts.max_body,
+            body_read_timeout=self.opts.body_read_timeout,
         )
+        try:
+            check_app(app, options)  # a broken app is reported now, not on its first request
+        except WasmletError as e:
+            log.error("app %s: %s", key, e)
+            self.post({}, {**self.problems, key: str(e)})
+            return
         version = AppVersion(
             name=key,
             app=app,

@@ -10,7 +10,7 @@ from ..apphost import HostOptions
 from ..argtypes import positive_int, seconds, serving_options
 from ..engine import EngineSettings
 from ..logs import configure_logging
-from ..trigger.http.server import ServeOptions, serve_target
+from ..trigger.http.server import ServeOptions, limits_from_args, serve_target
 from .activator import ActivatorOptions, ActivatorTarget
 
 DEFAULT_LISTEN = "0.0.0.0:8080"
@@ -73,6 +73,9 @@ def cmd_activator(args: argparse.Namespace) -> int:
         max_running=args.max_running,
         max_app_concurrency=args.max_app_concurrency,
         max_body=args.max_body_size,
+        max_waiting=args.max_waiting,
+        body_read_timeout=args.body_read_timeout,
+        max_output=args.max_wagi_output,
         precompile=True,
         insecure=args.insecure,
     )
@@ -82,6 +85,11 @@ def cmd_activator(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespaces),
         sample_interval=args.sample_interval,
     )
-    serve_opts = ServeOptions(listen=args.listen, workers=args.workers, log_level=args.log_level)
+    serve_opts = ServeOptions(
+        listen=args.listen,
+        workers=args.workers,
+        log_level=args.log_level,
+        limits=limits_from_args(args),
+    )
     serve_target(ActivatorTarget(opts), serve_opts)
     return 0

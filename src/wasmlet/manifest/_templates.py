@@ -76,7 +76,15 @@ def unknown_variables(template: Template, known: Iterable[str]) -> list[str]:
     return [name for name in template.variables if name not in known_set]
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def quote(value: str) -> str:
-    """Quote a string the way error messages show values: `"like this"`."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """Quote a string the way error messages show values: `"like this"`, with control
+    characters escaped (an error stays one line, and a NUL shows)."""
+    escaped = "".join(
+        _ESCAPES.get(ch)
+        or (f"\\u{ord(ch):04x}" if ch < " " or ch in "\x7f\x85\u2028\u2029" else ch)
+        for ch in value
+    )
     return f'"{escaped}"'

@@ -178,7 +178,9 @@ def build(config: RunnerConfig, app: LockedApp) -> tuple[ServedTask, socket.sock
     engine = WasmEngine(opts.engine)
     shared = Shared(engine, TickingPool(engine, opts.thread_count), RunGate(opts.max_running))
     try:
-        return ServedTask(build_app(app, opts, base_url(sock), shared)), sock
+        running = build_app(app, opts, base_url(sock), shared)
+        running.http_only("the containerd shim")
+        return ServedTask(running), sock
     except BaseException:
         shared.close()
         sock.close()

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,17 @@ Send = Callable[[Message], Awaitable[None]]
 WELL_KNOWN = "/.well-known/spin/"
 LOAD_PATH = "/.well-known/wasmlet/load"  # this process's requests in flight and served
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
+# A request body must arrive within this many seconds of the request head, plus one second
+# for every BODY_MIN_RATE bytes that arrived (Apache's mod_reqtimeout rule: `body=20,
+# MinRate=500`): a slow but steady upload goes on, a trickle gets 408 and costs no thread.
+DEFAULT_BODY_READ_TIMEOUT = 20.0
+BODY_MIN_RATE = 500
+# A streaming executor (wasi:http) starts once this much of the body, or all of it, is here,
+# so a slow client costs no thread and no run-gate slot while its first bytes trickle in.
+STREAM_HOLD = 64 * 1024
+# How late past its deadline a guest may answer before the trigger answers for it (a guest
+# blocked in a host call that no deadline reaches, e.g. a database query): 500.
+OVERDUE_GRACE = 1.0
 
 
 def _encode(fields: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -70,6 +81,44 @@ async def _send_response(
 
 class GuestFailedMidBody(Exception):
     """Raised after a partial body so the server aborts the response (as Spin does)."""
+
+
+TIMED_OUT_BODY = HttpResponse(
+    408,
+    [("content-type", "text/plain"), ("connection", "close")],
+    b"request body not received in time\n",
+)
+
+
+class _Overdue:
+    """Calls `act` (on the event loop) once a guest that started at `started[0]` has run
+    `limit` seconds plus OVERDUE_GRACE; a guest still queued for a thread is not late."""
+
+    __slots__ = ("_act", "_handle", "_limit", "_loop", "_started", "fired")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        limit: float,
+        started: list[float],
+        act: Callable[[], object],
+    ) -> None:
+        self._loop, self._limit, self._started, self._act = loop, limit, started, act
+        self.fired = False
+        self._handle = loop.call_later(limit + OVERDUE_GRACE, self._check)
+
+    def _check(self) -> None:
+        late = self._limit + OVERDUE_GRACE
+        if self._started:
+            late += self._started[0] - time.monotonic()
+            if late <= 0:
+                self.fired = True
+                self._act()
+                return
+        self._handle = self._loop.call_later(late, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 @dataclass(frozen=True)
@@ -119,6 +168,15 @@ def build_handler(runtime: AppRuntime, trigger: LockedTrigger) -> Handler:
     return http_executor(runtime, trigger.id, config["component"], executor)
 
 
+def _log_overdue(request: HttpRequest, match: RouteMatch) -> None:
+    log.error(
+        "%s %s (route %s): the guest is still blocked past its deadline; answered for it",
+        request.method,
+        request.path,
+        match.route,
+    )
+
+
 def _trailers_accepted(scope: Scope) -> bool:
     """The server can send response trailers and the client said it takes them."""
     extensions = scope.get("extensions") or {}
@@ -138,14 +196,17 @@ class HttpTrigger:
     def __init__(
         self,
         runtime: AppRuntime,
-        pool: ThreadPoolExecutor,
+        pool: Executor,
         max_body: int = DEFAULT_MAX_BODY,
         gate: RunGate | None = None,
+        body_read_timeout: float = DEFAULT_BODY_READ_TIMEOUT,
     ) -> None:
         self.app = runtime.app
         self.runtime = runtime
         self.pool = pool
         self.max_body = max_body
+        self.body_read_timeout = body_read_timeout  # seconds; 0 = none
+        self.request_timeout = runtime.limits.request_timeout  # seconds; 0 = none
         self.gate = gate  # how many guests run at once (see gate.py)
         self.in_flight = 0  # the app's requests being answered now (not /.well-known/ ones)
         self.requests = 0  # … and since start
@@ -209,9 +270,14 @@ class HttpTrigger:
         match, handler = found
 
         streaming = not isinstance(handler, StaticResponse) and handler.streaming
-        read = await self._read_body(scope, receive, whole=not streaming)
-        if read is None:
+        started: list[float] = []  # when the guest started (set on its worker thread)
+        read = await self._read_body(scope, receive, not streaming, started)
+        if read == 413:
             return HttpResponse(413, [("content-type", "text/plain")], b"request body too large\n")
+        if read == 408:
+            log.info("%s %s: request body not received in time", scope["method"], path)
+            return TIMED_OUT_BODY
+        assert not isinstance(read, int)
         body, body_rest = read
         if isinstance(handler, StaticResponse):
             return HttpResponse(handler.status, list(handler.headers), handler.body)
@@ -231,17 +297,43 @@ class HttpTrigger:
             body_rest=body_rest,
             trailers=_request_trailers(scope),
         )
-        loop = asyncio.get_running_loop()
         if streaming:
-            await self._stream(handler, request, match, send, _trailers_accepted(scope))
+            await self._stream(handler, request, match, send, _trailers_accepted(scope), started)
             return None
         try:
-            return await loop.run_in_executor(self.pool, self._run, handler, request, match)
+            return await self._call(handler, request, match, started)
         except Exception:
             log.exception("error handling %s %s", request.method, path)
             return HttpResponse(500)
 
-    def _run(self, handler: HttpExecutor, request: HttpRequest, match: RouteMatch) -> HttpResponse:
+    async def _call(
+        self, handler: HttpExecutor, request: HttpRequest, match: RouteMatch, started: list[float]
+    ) -> HttpResponse:
+        """Run a whole-response executor on the pool; answer 500 for a guest past its
+        deadline (plus grace) that has not returned."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.pool, self._run, handler, request, match, started)
+        if self.request_timeout <= 0:
+            return await future
+        overdue = _Overdue(loop, self.request_timeout, started, future.cancel)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if not overdue.fired:
+                raise
+            _log_overdue(request, match)
+            return HttpResponse(500)
+        finally:
+            overdue.cancel()
+
+    def _run(
+        self,
+        handler: HttpExecutor,
+        request: HttpRequest,
+        match: RouteMatch,
+        started: list[float],
+    ) -> HttpResponse:
+        started.append(time.monotonic())
         sink = CollectedResponse()
         with running(self.gate):
             handler.handle(request, match, sink)
@@ -256,12 +348,15 @@ class HttpTrigger:
         match: RouteMatch,
         send: Send,
         trailers_ok: bool,
+        started: list[float],
     ) -> None:
-        """Run a streaming executor and send its response as the worker produces it."""
+        """Run a streaming executor and send its response as the worker produces it; a
+        guest past its deadline (plus grace) gets 500, or its body cut short."""
         loop = asyncio.get_running_loop()
         channel = ResponseChannel(loop)
 
         def run() -> None:
+            started.append(time.monotonic())
             try:
                 with running(self.gate):
                     handler.handle(request, match, channel)
@@ -275,10 +370,19 @@ class HttpTrigger:
                 channel.done()
 
         self.pool.submit(run)
+        overdue = None
+        if self.request_timeout > 0:
+            overdue = _Overdue(loop, self.request_timeout, started, channel.overdue)
+        sent = False  # whether the response has started going out
         try:
             async for event in channel.events():
                 kind = event[0]
-                if kind == "response":
+                if kind == "overdue":
+                    _log_overdue(request, match)
+                    if sent:
+                        raise GuestFailedMidBody("response body cut short: past the deadline")
+                    await _send_response(HttpResponse(500), send)
+                elif kind == "response":
                     await _send_response(event[1], send, trailers_ok)
                 elif kind == "start":
                     start = {
@@ -289,6 +393,7 @@ class HttpTrigger:
                     if trailers_ok:  # whether there will be any is known only at the end
                         start["trailers"] = True
                     await send(start)
+                    sent = True
                 elif kind == "body":
                     await send({"type": "http.response.body", "body": event[1], "more_body": True})
                 elif kind == "end":
@@ -299,32 +404,61 @@ class HttpTrigger:
                     raise GuestFailedMidBody("response body cut short: the component failed")
         finally:
             channel.close()  # a client that went away must not block the guest
+            if overdue is not None:
+                overdue.cancel()
 
     async def _read_body(
-        self, scope: Scope, receive: Receive, whole: bool
-    ) -> tuple[bytes, RequestBodyReader | None] | None:
-        """The request body, or None when it exceeds the limit. With `whole=False`, what has
-        arrived with the first message plus a reader for the rest (if any)."""
+        self, scope: Scope, receive: Receive, whole: bool, started: list[float]
+    ) -> tuple[bytes, RequestBodyReader | None] | int:
+        """The request body; 413 when it exceeds the limit, 408 when it does not arrive in
+        time. With `whole=False`, at least STREAM_HOLD bytes of it (or all) plus a reader
+        for the rest, which the guest reads as it arrives."""
         for k, v in scope["headers"]:
             if k.lower() == b"content-length" and v.isdigit() and int(v) > self.max_body:
-                return None
+                return 413
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-            if not whole:
-                loop = asyncio.get_running_loop()
-                return b"".join(chunks), RequestBodyReader(receive, loop, self.max_body, size)
+        began = time.monotonic()
+        limit = self.body_read_timeout
+        try:
+            async with asyncio.timeout_at(began + limit if limit > 0 else None) as window:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body:
+                        return 413
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+                    if not whole and size >= STREAM_HOLD:
+                        rest = self._body_reader(receive, size, began, started)
+                        return b"".join(chunks), rest
+                    if limit > 0:
+                        window.reschedule(began + limit + size / BODY_MIN_RATE)
+        except TimeoutError:
+            return 408
         return b"".join(chunks), None
+
+    def _body_reader(
+        self, receive: Receive, size: int, began: float, started: list[float]
+    ) -> RequestBodyReader:
+        """The rest of a body, for the guest: each wait for more ends at the body's time
+        limit or at the guest's deadline, whichever is first."""
+        body_limit, run_limit = self.body_read_timeout, self.request_timeout
+
+        def deadline(received: int) -> float | None:
+            ends = []
+            if body_limit > 0:
+                ends.append(began + body_limit + received / BODY_MIN_RATE)
+            if run_limit > 0 and started:
+                ends.append(started[0] + run_limit)
+            return min(ends, default=None)
+
+        loop = asyncio.get_running_loop()
+        return RequestBodyReader(receive, loop, self.max_body, size, deadline)
 
     def _well_known(self, path: str) -> HttpResponse:
         if path == WELL_KNOWN + "health":

@@ -4,20 +4,27 @@ What is served is a `Target`: one app (`wasmlet up`) or many (`wasmlet host`). E
 an asyncio server (uvicorn, httptools parser) whose requests run Wasm on a thread pool
 (wasmtime releases the GIL). With `workers > 1` the parent binds the socket once and spawned
 workers share it, each building the target itself (a target is picklable data), so all cores
-are used. SIGTERM/SIGINT stop accepting and drain the requests in flight.
+are used. SIGTERM/SIGINT stop accepting and drain the requests in flight, for at most the
+shutdown timeout; a second signal stops waiting. Workers exit when the supervisor dies.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
+import ctypes
+import gc
 import logging
 import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import resource
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,14 +36,19 @@ from ...errors import WasmletError
 from ...locked import LockedApp
 from ...logs import configure_logging
 from ...running import AppOptions, RunningApp, build_app
+from .. import TriggerTasks, with_triggers
 from .app import route_infos
-from .protocol import TrailerProtocol
+from .limits import DEFAULT_SHUTDOWN_TIMEOUT, LimitedProtocol, ServerLimits
 from .router import RoutePattern
 
 log = logging.getLogger("wasmlet.server")
 
 DEFAULT_LISTEN = "127.0.0.1:3000"
 _FAST_FAIL = 2.0  # seconds
+_CLOSE_GRACE = 5.0  # seconds to close down after the drain, before the process just exits
+_FORCED_GRACE = 2.0  # the same after a second signal
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_MIN_HEAD = 1024  # bytes
 
 
 @dataclass
@@ -45,6 +57,32 @@ class ServeOptions:
     workers: int = 1
     log_level: str = "info"
     app: AppOptions = field(default_factory=AppOptions)
+    limits: ServerLimits = field(default_factory=ServerLimits)
+
+
+def limits_from_args(args: argparse.Namespace) -> ServerLimits:
+    """The `ServerLimits` of a command's `serving_options` flags."""
+    if args.max_header_size < _MIN_HEAD:  # no real request head fits
+        raise WasmletError(f"--max-header-size: at least 1Ki, got {args.max_header_size}")
+    return ServerLimits(
+        header_timeout=args.header_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_connections=args.max_connections,
+        max_header_bytes=args.max_header_size,
+        max_headers=args.max_headers,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit on open files to the hard one, as nginx and most servers do:
+    each connection is a file descriptor, and the default soft limit is often 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20  # Linux caps it at nr_open (1048576 by default) anyway
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def parse_listen(addr: str) -> tuple[str, int]:
@@ -95,13 +133,47 @@ def print_routes(app: LockedApp, url: str, out: TextIO) -> None:
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process dies of
-    the signal; wasmlet has drained its requests by then and exits with status 0 instead."""
+    the signal; wasmlet has drained its requests by then and exits with status 0 instead.
+
+    A second SIGTERM or SIGINT stops waiting for requests in flight (uvicorn: only a second
+    SIGINT). With `exit_bound` set, the process exits (status 1) at most that many seconds
+    after the first signal, or `_FORCED_GRACE` after a second, even if a guest is still
+    running: one that no deadline stops holds its thread, and closing the pool waits for it.
+    """
+
+    exit_bound: float | None = None
+    _exit_timer: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.should_exit and sig in (signal.SIGINT, signal.SIGTERM):
+            if not self.force_exit:
+                log.warning("second signal: not waiting for the requests in flight")
+            self.force_exit = True
+            if self.exit_bound is not None:
+                self._exit_within(_FORCED_GRACE)
+        elif not self.should_exit:
+            self._exit_within(self.exit_bound)
+        super().handle_exit(sig, frame)
+
+    def _exit_within(self, seconds: float | None) -> None:
+        if seconds is None:
+            return
+        if self._exit_timer is not None:
+            self._exit_timer.cancel()
+        self._exit_timer = threading.Timer(seconds, _exit_now, args=(seconds,))
+        self._exit_timer.daemon = True
+        self._exit_timer.start()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         with super().capture_signals():
             yield
             self._captured_signals.clear()
+
+
+def _exit_now(seconds: float) -> None:
+    log.error("still shutting down after %g s (a guest still running?): exiting now", seconds)
+    os._exit(1)  # not sys.exit: interpreter shutdown would wait for the guest's thread
 
 
 class Served(Protocol):
@@ -146,7 +218,7 @@ class _ServedApp:
     running: RunningApp
 
     def asgi(self) -> Any:
-        return self.running.trigger
+        return with_triggers(self.running.trigger, self.running.triggers)
 
     def grace(self) -> float | None:
         timeout = self.running.runtime.limits.request_timeout
@@ -160,21 +232,31 @@ class _ServedApp:
 
     def banner(self, url: str, out: TextIO) -> None:
         print_routes(self.running.app, url, out)
+        print_triggers(self.running, out)
 
 
-def uvicorn_server(served: Served) -> _Server:
+def drain_timeout(served: Served, limits: ServerLimits) -> float:
+    """How long shutdown waits for requests in flight."""
+    if limits.shutdown_timeout is not None:
+        return limits.shutdown_timeout
+    grace = served.grace()
+    return grace if grace is not None else DEFAULT_SHUTDOWN_TIMEOUT
+
+
+def uvicorn_server(served: Served, limits: ServerLimits | None = None) -> _Server:
     """The uvicorn server for `served`, configured as every wasmlet server runs it. The
     containerd shim runs it on a thread of the task's process and stops it itself
     (`should_exit`), so it asks for the server rather than calling `serve`."""
-    grace = served.grace()
+    limits = limits or ServerLimits()
     config = uvicorn.Config(
         served.asgi(),
         lifespan="on",  # a multi-app host starts its watcher at startup
-        http=TrailerProtocol,  # uvicorn's httptools protocol plus trailer fields
+        # uvicorn's httptools protocol plus trailer fields, under the connection limits
+        http=LimitedProtocol.with_limits(limits),
         log_config=None,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=math.ceil(grace) if grace is not None else None,
+        timeout_graceful_shutdown=math.ceil(drain_timeout(served, limits)),
         server_header=False,
         date_header=True,
         proxy_headers=False,  # wasmlet sees the client as connected; no X-Forwarded-* rewriting
@@ -182,27 +264,100 @@ def uvicorn_server(served: Served) -> _Server:
     return _Server(config)
 
 
-def _run_uvicorn(served: Served, sock: socket.socket) -> None:
+def _run_uvicorn(served: Served, sock: socket.socket, limits: ServerLimits) -> None:
     served.start()
-    server = uvicorn_server(served)
+    # What startup made (modules, the engine, the app: ~10^5 objects) lives as long as the
+    # process: out of the collector's sight, a full collection scans only what requests
+    # make. Otherwise each one took 0.1-0.3 s, and the growth of 1,000 connections
+    # triggers them (bench/soak.py).
+    gc.collect()
+    gc.freeze()
+    server = uvicorn_server(served, limits)
+    server.exit_bound = drain_timeout(served, limits) + _CLOSE_GRACE
     try:
         server.run(sockets=[sock])
     finally:
         served.close()
 
 
-def _worker_main(target: Target, log_level: str, sock: socket.socket) -> None:
+def _worker_main(
+    target: Target, log_level: str, sock: socket.socket, limits: ServerLimits, parent: int
+) -> None:
+    _exit_with_parent(parent)
     configure_logging(log_level)
-    _run_uvicorn(target.build(base_url(sock)), sock)
+    _run_uvicorn(target.build(base_url(sock)), sock, limits)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """SIGTERM this worker (it drains and exits) when the supervisor dies, even of SIGKILL:
+    an orphan would keep serving the port, and a restarted server could not bind it."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    else:  # no parent-death signal: look once a second
+        threading.Thread(
+            target=_watch_parent, args=(parent,), name="wasmlet-parent", daemon=True
+        ).start()
+    if os.getppid() != parent:  # it died before the signal was asked for
+        sys.exit("wasmlet worker: the supervisor has exited")
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve(app: LockedApp, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
     """Serve one app until SIGTERM/SIGINT. Raises WasmletError for startup problems."""
+    others = sorted({t.trigger_type for t in app.triggers} - {"http"})
+    if others and not app.triggers_of("http"):
+        _run_triggers(app, opts, out)  # no HTTP trigger: no listener, as in Spin
+        return
+    if others and opts.workers > 1:
+        raise WasmletError(
+            f"--workers {opts.workers}: an app with {', '.join(others)} triggers runs in one "
+            "process (each worker would handle every message); use --workers 1"
+        )
     serve_target(AppTarget(app.to_json(), opts.app), opts, out)
+
+
+def print_triggers(running: RunningApp, out: TextIO) -> None:
+    for trigger in running.triggers:
+        for line in trigger.describe():
+            print(line, file=out)
+    out.flush()
+
+
+def _run_triggers(app: LockedApp, opts: ServeOptions, out: TextIO) -> None:
+    """Run an app's message triggers until SIGTERM/SIGINT, with no HTTP listener."""
+    if opts.workers > 1:
+        raise WasmletError(
+            f"--workers {opts.workers}: an app without HTTP triggers runs in one process"
+        )
+    running = build_app(app, opts.app)
+    running.start()
+    print_triggers(running, out)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = TriggerTasks(running.triggers)
+        tasks.start()
+        await stop.wait()
+        log.info("stopping: waiting for the messages being handled")
+        await tasks.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        running.close()
 
 
 def serve_target(target: Target, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
     """Serve `target` until SIGTERM/SIGINT. Raises WasmletError for startup problems."""
+    raise_open_file_limit()  # before anything else opens files; workers inherit it
     sock = bind(opts.listen)
     try:
         # Built in this process first, also with workers: errors surface before anything
@@ -213,7 +368,7 @@ def serve_target(target: Target, opts: ServeOptions, out: TextIO = sys.stdout) -
         raise
     served.banner(base_url(sock), out)
     if opts.workers <= 1:
-        _run_uvicorn(served, sock)
+        _run_uvicorn(served, sock, opts.limits)
         return
     served.close()
     _supervise(target, opts, sock)
@@ -229,7 +384,9 @@ def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
 
     def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
         p = ctx.Process(
-            target=_worker_main, args=(target, opts.log_level, sock), name=f"wasmlet-worker-{i}"
+            target=_worker_main,
+            args=(target, opts.log_level, sock, opts.limits, os.getpid()),
+            name=f"wasmlet-worker-{i}",
         )
         p.start()
         return p, time.monotonic()

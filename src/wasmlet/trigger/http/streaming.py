@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ...executors import HttpResponse
@@ -125,8 +127,14 @@ class ResponseChannel:
         self._loop.call_soon_threadsafe(self._wake.set)
 
     # -- the event loop -------------------------------------------------------------------
+    def overdue(self) -> None:
+        """The guest is past its deadline: the response ends with an `overdue` event."""
+        self._events.append(("overdue",))
+        self._wake.set()
+
     async def events(self) -> AsyncIterator[Event]:
-        """Events until the response is complete (`end`, `abort` or `response`)."""
+        """Events until the response is complete (`end`, `abort`, `response`, or
+        `overdue`)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -135,7 +143,7 @@ class ResponseChannel:
                 if event[0] == "body":
                     self._space.release()
                 yield event
-                if event[0] in ("end", "abort", "response"):
+                if event[0] in ("end", "abort", "response", "overdue"):
                     return
 
     def close(self) -> None:
@@ -146,8 +154,9 @@ class ResponseChannel:
 
 class RequestBodyReader:
     """The rest of a request body, read on demand from a worker thread: each call returns the
-    next non-empty chunk, or None at the end. Raises when the client goes away or the body
-    passes `limit` bytes (the guest sees a stream error)."""
+    next non-empty chunk, or None at the end. Raises when the client goes away, the body
+    passes `limit` bytes, or no chunk arrives by `deadline(bytes received)` (a
+    time.monotonic(); None: no limit): the guest sees a stream error."""
 
     def __init__(
         self,
@@ -155,20 +164,18 @@ class RequestBodyReader:
         loop: asyncio.AbstractEventLoop,
         limit: int,
         received: int,
-        timeout: float = 300.0,
+        deadline: Callable[[int], float | None] = lambda _: None,
     ) -> None:
         self._receive = receive
         self._loop = loop
         self._limit = limit
         self._received = received
-        self._timeout = timeout
+        self._deadline = deadline
         self._done = False
 
     def __call__(self) -> bytes | None:
         while not self._done:
-            message = asyncio.run_coroutine_threadsafe(self._receive(), self._loop).result(
-                self._timeout
-            )
+            message = self._next()
             if message["type"] == "http.disconnect":
                 raise ConnectionError("the client went away before the body was complete")
             chunk = message.get("body", b"")
@@ -179,3 +186,14 @@ class RequestBodyReader:
             if chunk:
                 return bytes(chunk)
         return None
+
+    def _next(self) -> Any:
+        future = asyncio.run_coroutine_threadsafe(self._receive(), self._loop)
+        deadline = self._deadline(self._received)
+        try:
+            return future.result(
+                None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError("the rest of the request body did not arrive in time") from None

@@ -9,6 +9,7 @@ the app (httpx by default, see `sender`), or whatever an embedder or a test inje
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -71,6 +72,18 @@ def _seconds(ns: int | None) -> float | None:
     return ns / 1e9 if ns is not None else None
 
 
+def _time_left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.001, deadline - time.monotonic())
+
+
+def _within(timeout: float | None, left: float | None) -> float | None:
+    """A transport timeout no longer than the request's time left: a response body read
+    later cannot keep the guest's thread far past its deadline."""
+    if left is None:
+        return timeout
+    return left if timeout is None else min(timeout, left)
+
+
 def _body(body: OutgoingBody | None, timeout: float | None) -> bytes | BodyPipe:
     """The request body as the transport reads it: whole if the guest has finished (or
     dropped) it, else streamed as the guest goes on writing it."""
@@ -120,14 +133,15 @@ def _handle(rep: int, options: int | None) -> object:
         return Err("HTTP-request-denied")
     method = req.method if isinstance(req.method, str) else req.method[1]
     options_ = opts if isinstance(opts, RequestOptions) else RequestOptions()
+    left = _time_left(current().deadline)
     request = OutboundRequest(
         method=method.upper(),
         url=base + (req.path_with_query or "/"),
         headers=list(req.headers.entries) + _self_host(cap, relative),
-        body=_body(req.body, _seconds(options_.between_bytes_timeout)),
-        connect_timeout=_seconds(options_.connect_timeout),
-        first_byte_timeout=_seconds(options_.first_byte_timeout),
-        between_bytes_timeout=_seconds(options_.between_bytes_timeout),
+        body=_body(req.body, _within(_seconds(options_.between_bytes_timeout), left)),
+        connect_timeout=_within(_seconds(options_.connect_timeout), left),
+        first_byte_timeout=_within(_seconds(options_.first_byte_timeout), left),
+        between_bytes_timeout=_within(_seconds(options_.between_bytes_timeout), left),
     )
     return Ok(t.push(FutureIncomingResponse(cap.send(request))))
 
