@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from support.component_guests import component
-from support.env import IN_CI
+from support.env import IN_CI, TOOLS_CACHE, path_without
 from support.server import Server, run_cli, start_server, write_app
 from support.triggers import Up
 
@@ -226,3 +226,24 @@ def test_workers_with_a_redis_trigger_is_refused(tmp_path: Path) -> None:
     # (refused before anything is compiled)
     assert r.returncode != 0
     assert "use --workers 1" in r.stderr
+
+
+def test_the_redis_py_template_builds_and_handles_messages(
+    client: redis.Redis, tmp_path: Path, cache: Path
+) -> None:
+    """`wasmlet new redis-py` → `wasmlet build` (componentize-py from wasmlet's tools venv,
+    as the http-py template's test gets it) → `wasmlet up` → a published message is handled."""
+    r = run_cli("new", "redis-py", "on-message", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    app = tmp_path / "on-message"
+    env = {"WASMLET_CACHE_DIR": str(TOOLS_CACHE), "PATH": path_without("componentize-py")}
+    r = run_cli("build", cwd=app, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    channel = f"wasmlet-in-{uuid.uuid4().hex}"
+    up = Up(app, cache, env={"SPIN_VARIABLE_REDIS_CHANNEL": channel})
+    try:
+        subscribed(client, channel, timeout=300)
+        client.publish(channel, b"hello template")
+        assert up.logged("on-message got: hello template", timeout=30), up.log
+    finally:
+        up.stop()

@@ -25,25 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.env import ROOT, require_tool
+from support.env import ROOT, TOOLS_CACHE, path_without, require_tool
 from support.server import Server, run_cli, start_server
 
-# wasmlet's Python tools venv for the tests: kept between runs like guests/build/tools-venv, so
-# the first run installs componentize-py and spin-sdk (the user's first build) and later runs
-# reuse them (every later build).
-TOOLS_CACHE = ROOT / "guests" / "build" / "wasmlet-cache"
 SDK_TEMPLATES = ["http-py", "http-js", "http-ts"]
 BUILD_TIMEOUT = 600.0
-
-
-def _path_without(*programs: str) -> str:
-    """PATH without the directories that hold `programs` (to exercise what wasmlet provides)."""
-    keep = [
-        d
-        for d in os.environ.get("PATH", os.defpath).split(os.pathsep)
-        if d and not any(os.access(Path(d) / p, os.X_OK) for p in programs)
-    ]
-    return os.pathsep.join(keep)
 
 
 def _cli(*args: str) -> list[str]:
@@ -100,7 +86,7 @@ def sdk_builds(
     env = {
         **os.environ,
         "WASMLET_CACHE_DIR": str(TOOLS_CACHE),
-        "PATH": _path_without("componentize-py"),
+        "PATH": path_without("componentize-py"),
     }
     builds: dict[str, Build] = {}
     for template in SDK_TEMPLATES:
@@ -359,7 +345,8 @@ def test_new_without_arguments_and_without_a_terminal_fails_clearly(tmp_path: Pa
     assert r.returncode == 1
     assert r.stderr.startswith(
         "Error: missing TEMPLATE and NAME, and stdin is not a terminal to ask for them: "
-        "wasmlet new TEMPLATE NAME (templates: c-wagi, http-js, http-py, http-ts, rust-wagi;"
+        "wasmlet new TEMPLATE NAME (templates: c-wagi, http-js, http-py, http-ts, redis-py, "
+        "rust-wagi;"
     )
     assert r.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
@@ -419,7 +406,7 @@ def test_interactive_new_on_a_terminal(tmp_path: Path) -> None:
     term.expect("Template: ")
     assert "1) c-wagi" in term.shown and "http-py    An HTTP handler in Python" in term.shown
     term.type("9")
-    term.expect("pick a number from 1 to 5 or a name")
+    term.expect("pick a number from 1 to 6 or a name")
     term.type("http-py")
     term.expect("Name: ")
     term.type("Not Kebab")

@@ -15,6 +15,20 @@ WAGI = FIXTURES / "wagi"
 TESTBED = WAGI / "testbed.wasm"
 HELLO = WAGI / "hello.wasm"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# wasmlet's Python tools venv for the tests (`WASMLET_CACHE_DIR`): kept between runs like
+# guests/build/tools-venv, so the first run installs componentize-py and spin-sdk (the user's
+# first build) and later runs reuse them (every later build).
+TOOLS_CACHE = ROOT / "guests" / "build" / "wasmlet-cache"
+
+
+def path_without(*programs: str) -> str:
+    """PATH without the directories that hold `programs` (to exercise what wasmlet provides)."""
+    keep = [
+        d
+        for d in os.environ.get("PATH", os.defpath).split(os.pathsep)
+        if d and not any(os.access(Path(d) / p, os.X_OK) for p in programs)
+    ]
+    return os.pathsep.join(keep)
 
 
 def require_tool(tool: str, packages: str) -> str:

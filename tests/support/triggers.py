@@ -17,14 +17,14 @@ from pathlib import Path
 class Up:
     """`wasmlet up` of an app with no HTTP trigger (so no "Serving" line to wait for)."""
 
-    def __init__(self, app: Path, cache: Path) -> None:
+    def __init__(self, app: Path, cache: Path, env: dict[str, str] | None = None) -> None:
         cmd = [sys.executable, "-m", "wasmlet.cli", "up", "-f", str(app), "--cache-dir", str(cache)]
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.lines: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
