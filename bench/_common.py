@@ -68,10 +68,17 @@ def _ms(value: str) -> float:
 
 
 def run_wrk(
-    url: str, connections: int, duration: int, headers: dict[str, str] | None = None
+    url: str,
+    connections: int,
+    duration: int,
+    headers: dict[str, str] | None = None,
+    timeout: str | None = None,
 ) -> dict[str, float]:
-    """One wrk run (1 thread): requests/s, p50 and p99 in ms, non-2xx responses."""
+    """One wrk run (1 thread; `timeout` is wrk's per request, e.g. "10s"): requests/s, p50 and
+    p99 in ms (nan when nothing was answered), non-2xx responses, requests timed out."""
     extra = [arg for k, v in (headers or {}).items() for arg in ("-H", f"{k}: {v}")]
+    if timeout is not None:
+        extra += ["--timeout", timeout]
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
         check=True,
@@ -83,11 +90,13 @@ def run_wrk(
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s))", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    timeouts = re.search(r"Socket errors: .*timeout (\d+)", out)
     return {
         "rps": float(rps.group(1)),
-        "p50_ms": _ms(latency["50"]),
-        "p99_ms": _ms(latency["99"]),
+        "p50_ms": _ms(latency["50"]) if "50" in latency else float("nan"),
+        "p99_ms": _ms(latency["99"]) if "99" in latency else float("nan"),
         "errors": float(errors.group(1)) if errors else 0.0,
+        "timeouts": float(timeouts.group(1)) if timeouts else 0.0,
     }
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -43,7 +42,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import _ms, free_port, machine, stop, wait_http
+from _common import free_port, machine, run_wrk, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -118,30 +117,6 @@ def serve_per_route(bound: int, argv: list[str]) -> int:
 
 
 # -- measuring -------------------------------------------------------------------------------
-
-
-def run_wrk(url: str, connections: int, duration: int) -> dict[str, float]:
-    """One wrk run (1 thread, 10 s request timeout): requests/s, p50 and p99 in ms,
-    non-2xx responses, requests timed out."""
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "--latency", url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if rps is None:
-        raise RuntimeError(f"unexpected wrk output:\n{out}")
-    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s))", out, re.M))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    timeouts = re.search(r"Socket errors: .*timeout (\d+)", out)
-    return {
-        "rps": float(rps.group(1)),
-        "p50_ms": _ms(latency["50"]) if "50" in latency else float("nan"),
-        "p99_ms": _ms(latency["99"]) if "99" in latency else float("nan"),
-        "errors": float(errors.group(1)) if errors else 0.0,
-        "timeouts": float(timeouts.group(1)) if timeouts else 0.0,
-    }
 
 
 def _tree(pid: int) -> list[int]:
@@ -265,7 +240,7 @@ def sleepers_run(port: int, pid: int, sleepers: int, duration: int) -> dict[str,
     clients = Sleepers(port, paths)
     time.sleep(1.0)  # all asked
     before = clients.answered
-    wrk = run_wrk(f"http://127.0.0.1:{port}/hello", 8, duration)
+    wrk = run_wrk(f"http://127.0.0.1:{port}/hello", 8, duration, timeout="10s")
     during = clients.answered - before  # sleeps answered while wrk ran
     _, failed = clients.close()
     threads, rss = sampler.close()
@@ -274,7 +249,7 @@ def sleepers_run(port: int, pid: int, sleepers: int, duration: int) -> dict[str,
 
 def load_run(port: int, pid: int, duration: int) -> dict[str, float]:
     sampler = Sampler(pid)
-    wrk = run_wrk(f"http://127.0.0.1:{port}/hello", 64, duration)
+    wrk = run_wrk(f"http://127.0.0.1:{port}/hello", 64, duration, timeout="10s")
     threads, rss = sampler.close()
     return {**wrk, "threads": threads, "rss": rss}
 
