@@ -141,7 +141,6 @@ class MqttTrigger:
         self.subscriptions = plan(runtime.app, render)
         for sub in self.subscriptions:
             sub.executor = mqtt_executor(runtime, f"mqtt[{sub.index}]", sub.component)
-        self.messages = 0
 
     @property
     def ready(self) -> bool:
@@ -213,7 +212,6 @@ class MqttTrigger:
         loop = asyncio.get_running_loop()
         while True:
             topic, payload = await sub.queue.get()
-            self.messages += 1
             assert sub.executor is not None
             handle = sub.executor.handle
             await loop.run_in_executor(self.pool, handle_message, self.gate, handle, payload, topic)

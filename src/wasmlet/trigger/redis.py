@@ -30,7 +30,7 @@ import redis.exceptions
 from ..errors import ManifestError
 from ..executors import RedisMessageExecutor, redis_executor
 from ..gate import RunGate
-from ..locked import LockedApp, LockedTrigger
+from ..locked import LockedApp
 from ..runtime import AppRuntime
 from . import handle_message
 
@@ -49,16 +49,12 @@ class Subscription:
     channels: dict[str, list[tuple[str, RedisMessageExecutor]]] = field(default_factory=dict)
 
 
-def redis_triggers(app: LockedApp) -> list[LockedTrigger]:
-    return list(app.triggers_of("redis"))
-
-
 def plan(app: LockedApp, render: Callable[[str], str]) -> dict[str, dict[str, list[str]]]:
     """address -> channel -> component ids, with templates rendered. Raises ManifestError
     naming the key of a missing or invalid address or channel."""
     default = (app.metadata.get("triggers") or {}).get("redis", {}).get("address")
     out: dict[str, dict[str, list[str]]] = {}
-    for i, trigger in enumerate(redis_triggers(app)):
+    for i, trigger in enumerate(app.triggers_of("redis")):
         config = trigger.trigger_config
         where = f"trigger.redis[{i}]"
         address_key = f"{where}.address"
@@ -111,7 +107,6 @@ class RedisTrigger:
                 ]
             self.subscriptions.append(sub)
         self.client_name = f"wasmlet:{runtime.app.name}"  # as CLIENT LIST shows the connection
-        self.messages = 0  # handled since start (each message once, however many components)
         self._subscribed: set[str] = set()  # addresses with a live subscription
 
     @property
@@ -164,7 +159,6 @@ class RedisTrigger:
         payload = payload if isinstance(payload, bytes) else str(payload).encode()
         components = sub.channels.get(channel, [])
         loop = asyncio.get_running_loop()
-        self.messages += 1
         await asyncio.gather(
             *(
                 loop.run_in_executor(
@@ -188,4 +182,4 @@ def _safe(address: str) -> str:
     return parts._replace(netloc=f"{parts.username or ''}:***@{netloc}").geturl()
 
 
-__all__ = ["RedisTrigger", "plan", "redis_triggers"]
+__all__ = ["RedisTrigger", "plan"]
