@@ -3,6 +3,7 @@ themselves are in tests/support/)."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 from support.databases import mysql, pg  # noqa: F401  (fixtures: the real database servers)
 from support.server import Server, start_server
+
+# The servers the tests start run one process unless a test asks for more (`--workers N`):
+# `wasmlet up`'s default, a worker per CPU, is tested on its own (test_http_server.py).
+os.environ.setdefault("WASMLET_WORKERS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -399,6 +399,49 @@ def test_workers_share_the_port(tmp_path: Path, server_factory) -> None:  # type
     assert s.stop() == 0
 
 
+def test_by_default_a_worker_per_cpu(
+    tmp_path: Path,
+    server_factory,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """With no --workers and no $WASMLET_WORKERS (the suite pins it to 1), `wasmlet up` runs
+    a worker per CPU this process may use; $WASMLET_WORKERS and --workers pin it."""
+    from wasmlet.argtypes import available_cpus
+
+    monkeypatch.delenv("WASMLET_WORKERS", raising=False)
+    app = write_app(tmp_path / "app", HELLO_APP)
+
+    def workers_of(s) -> int:  # type: ignore[no-untyped-def]
+        children = Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()
+        return sum(b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes() for c in children)
+
+    cpus = available_cpus()
+    s = server_factory(app)
+    with s.client() as c:
+        assert all(c.get("/?mode=echo").status_code == 200 for _ in range(20))
+    assert workers_of(s) == (cpus if cpus > 1 else 0)  # one CPU: the process serves itself
+    if cpus > 1:
+        assert s.logged(f"started {cpus} workers")
+    assert s.stop() == 0
+    pinned = server_factory(app, env={"WASMLET_WORKERS": "1"})
+    assert pinned.get("/?mode=echo").status_code == 200
+    assert workers_of(pinned) == 0
+    assert pinned.stop() == 0
+
+
+def test_available_cpus_follows_affinity() -> None:
+    """The affinity mask bounds the default (a cgroup CPU quota lowers it further)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.sched_setaffinity(0, {0}); "
+        "from wasmlet.argtypes import available_cpus; print(available_cpus())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+
+
 def test_listen_address_from_environment(tmp_path: Path) -> None:
     from support.env import free_port
     from support.server import run_cli

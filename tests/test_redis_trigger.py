@@ -220,12 +220,30 @@ def test_a_component_without_the_redis_export_is_named(tmp_path: Path) -> None:
     assert "wasi:http/incoming-handler@0.2.0" in r.stderr
 
 
-def test_workers_with_a_redis_trigger_is_refused(tmp_path: Path) -> None:
-    app = write_app(tmp_path / "app", manifest("c", "r", http=True))
-    r = run_cli("up", "-f", str(app), "--workers", "2", "--cache-dir", str(tmp_path / "c"))
-    # (refused before anything is compiled)
-    assert r.returncode != 0
-    assert "use --workers 1" in r.stderr
+def test_with_workers_each_message_is_handled_once(
+    client: redis.Redis, tmp_path: Path, cache: Path
+) -> None:
+    """`--workers 2` (as the default is on a machine with 2 CPUs): every worker serves HTTP,
+    and worker 0 alone subscribes, so a message is handled once, not once per worker."""
+    channel, reply = f"wasmlet-in-{uuid.uuid4().hex}", f"wasmlet-out-{uuid.uuid4().hex}"
+    app = write_app(tmp_path / "app", manifest(channel, reply, http=True))
+    replies = Replies(client, reply)
+    server: Server = start_server(app, "--workers", "2", cache_dir=cache, timeout=180)
+    try:
+        subscribed(client, channel)
+        assert server.logged("started 2 workers")
+        with server.client() as c:
+            assert all(c.get("/hello").status_code == 200 for _ in range(10))
+        for i in range(5):
+            client.publish(channel, f"m{i}".encode())
+        got = [replies.next() for _ in range(5)]
+        assert sorted(got) == [f"got m{i}".encode() for i in range(5)]
+        time.sleep(1.0)  # a second subscriber's replies would be here by now
+        assert replies.pubsub.get_message(timeout=0.5) is None
+        assert dict(client.pubsub_numsub(channel))[channel.encode()] == 1
+    finally:
+        server.stop()
+        replies.close()
 
 
 def test_the_redis_py_template_builds_and_handles_messages(

@@ -27,6 +27,35 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask, lowered to a cgroup's CPU quota
+    (a container limited to 2 CPUs on a 64-core node gets 2, as Go's and Rust's runtimes
+    are beginning to do; `os.cpu_count()` would say 64)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max" and int(period) > 0:
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):  # no cgroup v2, or not readable: the affinity stands
+        pass
+    return max(1, cpus)
+
+
+def workers_arg(text: str) -> int:
+    """`--workers`: a positive whole number, or `auto` for `available_cpus()`."""
+    if text.strip().lower() == "auto":
+        return available_cpus()
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number or 'auto', got {text!r} "
+            "(from --workers or $WASMLET_WORKERS)"
+        )
+    return int(text)
+
+
 def non_negative_int(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
@@ -52,8 +81,11 @@ def size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def serving_options(parser: argparse.ArgumentParser, listen: str | None = None) -> None:
-    """The options of every command that serves HTTP (`up`, `host`, `kube activator`)."""
+def serving_options(
+    parser: argparse.ArgumentParser, listen: str | None = None, workers: str = "auto"
+) -> None:
+    """The options of every command that serves HTTP (`up`, `host`, `kube activator`);
+    `workers` is the command's default for `--workers` when $WASMLET_WORKERS is not set."""
     parser.add_argument(
         "-k", "--insecure", action="store_true", help="pull from the registry over plain HTTP"
     )
@@ -65,10 +97,12 @@ def serving_options(parser: argparse.ArgumentParser, listen: str | None = None) 
     )
     parser.add_argument(
         "--workers",
-        type=positive_int,
-        default=1,
+        type=workers_arg,
+        default=os.environ.get("WASMLET_WORKERS", workers),
         metavar="N",
-        help="worker processes sharing the port (default: 1)",
+        help="worker processes sharing the port, each using a core; 'auto' = one per CPU "
+        f"this process may use ({available_cpus()} here); $WASMLET_WORKERS sets the "
+        f"default (default: {workers})",
     )
     parser.add_argument(
         "--threads",

@@ -70,7 +70,7 @@ def register(subparsers: Any) -> None:
         "calls; its other requests wait for its own turn (holding no thread), so a busy or "
         "looping app cannot take every thread (default: half of --threads)",
     )
-    serving_options(host)
+    serving_options(host, workers="1")  # each worker is a whole host: its apps load N times
     host.set_defaults(func=cmd_host)
 
 

@@ -58,7 +58,7 @@ def add_parser(sub: Any) -> None:
         metavar="N",
         help="requests of one app in progress at once (default: half of --threads)",
     )
-    serving_options(p, listen=DEFAULT_LISTEN)
+    serving_options(p, listen=DEFAULT_LISTEN, workers="1")  # its demand counts are per process
     p.set_defaults(func=cmd_activator)
 
 

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TextIO
 
 import uvicorn
@@ -204,21 +204,32 @@ class Target(Protocol):
 
 @dataclass(frozen=True)
 class AppTarget:
-    """One app (`wasmlet up`)."""
+    """One app (`wasmlet up`); `messages`: whether this process runs its message triggers."""
 
     app_json: str
     opts: AppOptions
+    messages: bool = True
 
     def build(self, origin: str) -> Served:
-        return _ServedApp(build_app(LockedApp.from_json(self.app_json), self.opts, origin))
+        running = build_app(LockedApp.from_json(self.app_json), self.opts, origin)
+        return _ServedApp(running, self.messages)
+
+
+def _worker_target(target: Target, index: int) -> Target:
+    """What worker `index` serves: an app's message triggers run in worker 0 only, since
+    each subscriber gets every message (Redis pub/sub, MQTT) and one must handle it once."""
+    if isinstance(target, AppTarget):
+        return replace(target, messages=index == 0)
+    return target
 
 
 @dataclass
 class _ServedApp:
     running: RunningApp
+    messages: bool = True
 
     def asgi(self) -> Any:
-        return with_triggers(self.running.trigger, self.running.triggers)
+        return with_triggers(self.running.trigger, self.running.triggers if self.messages else [])
 
     def grace(self) -> float | None:
         timeout = self.running.runtime.limits.request_timeout
@@ -309,15 +320,9 @@ def _watch_parent(parent: int) -> None:
 
 def serve(app: LockedApp, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
     """Serve one app until SIGTERM/SIGINT. Raises WasmletError for startup problems."""
-    others = sorted({t.trigger_type for t in app.triggers} - {"http"})
-    if others and not app.triggers_of("http"):
+    if not app.triggers_of("http") and any(t.trigger_type != "http" for t in app.triggers):
         _run_triggers(app, opts, out)  # no HTTP trigger: no listener, as in Spin
         return
-    if others and opts.workers > 1:
-        raise WasmletError(
-            f"--workers {opts.workers}: an app with {', '.join(others)} triggers runs in one "
-            "process (each worker would handle every message); use --workers 1"
-        )
     serve_target(AppTarget(app.to_json(), opts.app), opts, out)
 
 
@@ -334,6 +339,8 @@ def _run_triggers(app: LockedApp, opts: ServeOptions, out: TextIO) -> None:
         raise WasmletError(
             f"--workers {opts.workers}: an app without HTTP triggers runs in one process"
         )
+    if opts.workers > 1:  # a message is handled once, so by one process
+        log.info("no HTTP trigger: one process handles the messages (--workers ignored)")
     running = build_app(app, opts.app)
     running.start()
     print_triggers(running, out)
@@ -385,7 +392,7 @@ def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
     def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
         p = ctx.Process(
             target=_worker_main,
-            args=(target, opts.log_level, sock, opts.limits, os.getpid()),
+            args=(_worker_target(target, i), opts.log_level, sock, opts.limits, os.getpid()),
             name=f"wasmlet-worker-{i}",
         )
         p.start()
