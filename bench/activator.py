@@ -148,6 +148,7 @@ def pod_start(image: str, tmp: Path) -> float:
     cmd = [
         sys.executable, "-m", "wasmlet.cli", "up", "-f", image, "-k", "--listen",
         f"127.0.0.1:{port}", "--cache-dir", str(tmp / "cache"), "--log-level", "error",
+        "--workers", "1",  # a pod's task is one process
     ]  # fmt: skip
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, cwd=tmp)

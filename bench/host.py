@@ -135,6 +135,7 @@ def busy(host_port: int, name: str, app: Path, tmp: Path, args: argparse.Namespa
     up_cmd = [
         sys.executable, "-m", "wasmlet.cli", "up", "-f", str(app), "--listen",
         f"127.0.0.1:{up_port}", "--cache-dir", str(tmp / "cache"), "--log-level", "error",
+        "--workers", "1",  # as the host's one worker
     ]  # fmt: skip
     up, _ = start(up_cmd, up_port)
     try:

@@ -218,6 +218,8 @@ def start(strategy: str, app: Path, port: int, cache: Path, bound: int) -> subpr
         str(cache),
         "--log-level",
         "error",
+        "--workers",
+        "1",  # the strategies are per worker
         *STRATEGIES[strategy],
     ]
     if strategy == "per-route":
