@@ -11,6 +11,7 @@ each takes tens of seconds, much of it waiting for the network or a single-threa
 
 from __future__ import annotations
 
+import http.server
 import os
 import pty
 import select
@@ -171,6 +172,77 @@ def test_sdk_template_rebuild_without_changes_does_nothing(
     assert wasm.stat().st_mtime_ns == before
     print(f"{template}: no-change rebuild took {elapsed:.2f}s")
     assert elapsed < 10  # the target is 1 s (docs/benchmarks.md); a loaded machine is slower
+
+
+FETCH_JS = """
+// POSTs the request's body to the URL in its x-upstream header with the runtime's fetch, and
+// answers with what the upstream said.
+async function handle(request) {
+    const body = new Uint8Array(await request.arrayBuffer());
+    const upstream = await fetch(request.headers.get('x-upstream'), {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/octet-stream' },
+    });
+    const text = `upstream ${upstream.status}: ${await upstream.text()}`;
+    return new Response(text, { headers: { 'content-type': 'text/plain' } });
+}
+
+addEventListener('fetch', (event) => {
+    event.respondWith(handle(event.request));
+});
+"""
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    received: list[tuple[str | None, bytes]] = []
+
+    def do_POST(self) -> None:
+        size = int(self.headers["content-length"] or 0)
+        body = self.rfile.read(size)
+        type(self).received.append((self.headers["content-length"], body))
+        answer = f"got {len(body)} bytes".encode()
+        self.send_response(201)
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_js_sdk_fetch_posts_a_request_body(sdk_builds: dict[str, Build], cache_dir: Path) -> None:
+    """fetch() in a Spin JS SDK app (StarlingMonkey's, on wasi:http's outgoing-handler) sets
+    content-length, calls `handle`, and only then writes the body (issue 16): the upstream
+    must get all of it. Runs last of the SDK tests: it rewrites the http-js app."""
+    build = sdk_builds["http-js"].wait()
+    assert build.proc.returncode == 0, build.output
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    port = sink.server_address[1]
+    (build.app / "src" / "index.js").write_text(FETCH_JS)
+    manifest = build.app / "spin.toml"
+    table = f"[component.{build.name}]\n"
+    manifest.write_text(
+        manifest.read_text().replace(
+            table, f'{table}allowed_outbound_hosts = ["http://127.0.0.1:{port}"]\n'
+        )
+    )
+    r = run_cli("build", cwd=build.app, env={"WASMLET_CACHE_DIR": str(TOOLS_CACHE)}, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    server = start_server(build.app, cache_dir=cache_dir, timeout=BUILD_TIMEOUT)
+    try:
+        for size in (5, 300_000):  # one write, and more than one body chunk
+            body = os.urandom(size)
+            r = server.request(
+                "POST", "/fetch", content=body, headers={"x-upstream": f"http://127.0.0.1:{port}/"}
+            )
+            assert r.status_code == 200, server.log
+            assert r.text == f"upstream 201: got {size} bytes"
+            assert _Sink.received[-1] == (str(size), body)
+    finally:
+        server.stop()
+        sink.shutdown()
 
 
 # --- C apps: up --build, add, a failing component -------------------------------------------
@@ -345,8 +417,8 @@ def test_new_without_arguments_and_without_a_terminal_fails_clearly(tmp_path: Pa
     assert r.returncode == 1
     assert r.stderr.startswith(
         "Error: missing TEMPLATE and NAME, and stdin is not a terminal to ask for them: "
-        "wasmlet new TEMPLATE NAME (templates: c-wagi, http-js, http-py, http-ts, redis-py, "
-        "rust-wagi;"
+        "wasmlet new TEMPLATE NAME (templates: c-wagi, http-js, http-py, http-ts, mqtt-py, "
+        "redis-py, rust-wagi;"
     )
     assert r.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
