@@ -181,9 +181,13 @@ def test_http_and_redis_in_one_app(client: redis.Redis, tmp_path: Path, cache: P
 
 
 def test_sigterm_stops_a_message_only_app(client: redis.Redis, tmp_path: Path, cache: Path) -> None:
+    """With 2 workers asked (the default on a 2-CPU machine), a message-only app runs in one
+    process, and says so."""
     channel = f"wasmlet-in-{uuid.uuid4().hex}"
-    up = Up(write_app(tmp_path / "app", manifest(channel, "x")), cache)
+    up = Up(write_app(tmp_path / "app", manifest(channel, "x")), cache, {"WASMLET_WORKERS": "2"})
     subscribed(client, channel)
+    assert dict(client.pubsub_numsub(channel))[channel.encode()] == 1
+    assert up.logged("one process handles the messages (--workers ignored)")
     assert up.stop() == 0
 
 
@@ -191,8 +195,8 @@ def test_sigterm_stops_a_message_only_app(client: redis.Redis, tmp_path: Path, c
     ("extra", "error"),
     [
         (
-            '[[trigger.cron]]\ncron_expression = "* * * * * *"\ncomponent = "echo"',
-            "trigger type 'cron'",
+            '[[trigger.sqs]]\nqueue_url = "https://sqs.example/q"\ncomponent = "echo"',
+            "trigger type 'sqs'",
         ),
         ('[[trigger.redis]]\ncomponent = "echo"', "trigger.redis[1].channel: missing"),
         (

@@ -335,10 +335,6 @@ def print_triggers(running: RunningApp, out: TextIO) -> None:
 
 def _run_triggers(app: LockedApp, opts: ServeOptions, out: TextIO) -> None:
     """Run an app's message triggers until SIGTERM/SIGINT, with no HTTP listener."""
-    if opts.workers > 1:
-        raise WasmletError(
-            f"--workers {opts.workers}: an app without HTTP triggers runs in one process"
-        )
     if opts.workers > 1:  # a message is handled once, so by one process
         log.info("no HTTP trigger: one process handles the messages (--workers ignored)")
     running = build_app(app, opts.app)
