@@ -20,8 +20,10 @@ Targets:
 - A Python app (guests/components/python/app.py) built with componentize-py 0.17.2 and spin-sdk
   3.4.1 (world `spin-http`), ~37 MB, ~15 s; and the same toolchain's file-reading app
   (guests/components/python-files/app.py, target `python-files`) and Redis-triggered app
-  (guests/components/python-redis/app.py, target `python-redis`, world `spin-redis`), and an
-  MQTT-triggered one on the MQTT plugin's own WIT (guests/components/python-mqtt/).
+  (guests/components/python-redis/app.py, target `python-redis`, world `spin-redis`), an
+  MQTT-triggered one on the MQTT plugin's own WIT (guests/components/python-mqtt/), and a
+  cron-triggered one on the cron plugin's WIT plus Spin's key-value and variables
+  (guests/components/python-cron/).
 - A JavaScript app (guests/components/js/app.js) built with jco 1.35.0 (componentize-js 0.19.3),
   ~12 MB, ~17 s.
 The large ones go to the gitignored cache guests/build/components/, each next to a `.key` file
@@ -176,6 +178,7 @@ TARGETS: tuple[Target, ...] = (
     Target("inbound-http", "wat", ("inbound-http.wat",), WASI_020, "inbound-http"),
     Target("two-handlers", "wat", ("two-handlers.wat",), WASI_020, "two-handlers"),
     Target("tcp-client", "wat", ("tcp-client.wat",), WASI_020, "tcp-client"),
+    Target("cron-async", "wat", ("cron-async.wat",), "wit/spin-cron-async", "spin-cron"),
     Target("python-app", "python", ("python/app.py",)),
     Target("python-files", "python", ("python-files/app.py",)),
     Target("python-redis", "python", ("python-redis/app.py",), world="spin-redis"),
@@ -185,6 +188,18 @@ TARGETS: tuple[Target, ...] = (
         ("python-mqtt/app.py", "python-mqtt/wit/mqtt.wit"),
         "python-mqtt/wit",
         "spin-mqtt",
+    ),
+    Target(
+        "python-cron",
+        "python",
+        (
+            "python-cron/app.py",
+            "python-cron/wit/world.wit",
+            "python-cron/wit/deps/spin-cron/cron.wit",
+            "python-cron/wit/deps/spin/spin.wit",
+        ),
+        "python-cron/wit",
+        "cron-test",
     ),
     Target("js-app", "js", ("js/app.js", "js/preopen.mjs", "js/package-lock.json")),
 )

@@ -85,6 +85,8 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
         {"wasi:http/types@0.2.0", "fermyon:spin/http-types"},
         {HTTP_020, "fermyon:spin/inbound-http"},
     ),
+    # Its export is a function (`handle-cron-event: async func`), which `interfaces` skips.
+    "cron-async": ({"fermyon:spin-cron/cron-types@2.0.0"}, set()),
 }
 
 

@@ -408,7 +408,15 @@ def test_wagi_app_components(tmp_path: Path) -> None:
 
 
 def test_list_templates() -> None:
-    assert list_templates() == ["c-wagi", "http-js", "http-py", "http-ts", "redis-py", "rust-wagi"]
+    assert list_templates() == [
+        "c-wagi",
+        "http-js",
+        "http-py",
+        "http-ts",
+        "mqtt-py",
+        "redis-py",
+        "rust-wagi",
+    ]
 
 
 def test_render_placeholders() -> None:

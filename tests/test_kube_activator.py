@@ -9,6 +9,7 @@ import asyncio
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,9 +20,10 @@ import httpx
 import kmock
 import pytest
 import pytest_asyncio
+import redis
 from fixtures.oci.registry import REGISTRY_BIN, Registry, start_registry
 from support.component_guests import component
-from support.env import free_port, require_tool
+from support.env import IN_CI, free_port, require_tool
 from support.kube_emulator import ApiServer
 from support.kube_operator import running_operator
 from support.server import Server, run_cli, start_server, write_app
@@ -444,3 +446,62 @@ async def deployment_replicas(http: aiohttp.ClientSession, name: str) -> int | N
 async def served_by(http: aiohttp.ClientSession, name: str) -> str | None:
     app = await _json(http, "GET", f"{CR}/spinapps/{name}")
     return (app.get("status") or {}).get("servedBy")
+
+
+MESSAGES = """
+spin_manifest_version = 2
+[application]
+name = "{name}"
+[application.trigger.redis]
+address = "redis://127.0.0.1:6379"
+[[trigger.redis]]
+channel = "{channel}"
+component = "echo"
+[component.echo]
+source = "{redis}"
+{http}"""
+HTTP_ROUTE = """[[trigger.http]]
+route = "/..."
+component = "c"
+[component.c]
+source = "{source}"
+"""
+
+
+async def test_apps_with_message_triggers_are_served_for_http_only(
+    cluster: tuple[aiohttp.ClientSession, Activator],
+    registry: Registry,
+    tmp_path: Path,
+) -> None:
+    """The activator runs no message trigger (an app's pods do): an app with only a Redis
+    trigger is not served, with the reason; one with HTTP too has its HTTP served here and is
+    not subscribed by the activator."""
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        if IN_CI:
+            pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({e}); required under CI=true")
+        pytest.skip(f"Redis is not running on 127.0.0.1:6379 ({e})")
+    channel = f"activator-{uuid.uuid4().hex}"
+    http, activator = cluster
+    for name, route in (("queue", ""), ("mixed", HTTP_ROUTE.format(source=component("hello")))):
+        manifest = MESSAGES.format(
+            name=name, channel=channel, redis=component("python-redis"), http=route
+        )
+        app = write_app(tmp_path / name, manifest)
+        ref = registry.ref(f"{name}:v1")
+        r = run_cli("registry", "push", ref, "-f", str(app), "-k")
+        assert r.returncode == 0, r.stderr
+        await _json(http, "POST", f"{CR}/spinapps", spinapp(name, ref))
+    await _until(lambda: "queue.default" in activator.status()["not_served"], 30, activator.log)
+    assert (
+        "no HTTP trigger (it has redis triggers)"
+        in activator.status()["not_served"]["queue.default"]
+    )
+    assert activator.get("queue.default").status_code == 503
+    await _until(lambda: activator.serves("mixed.default"), 60, activator.log)
+    r = activator.get("mixed.default")
+    assert r.status_code == 200 and r.text.startswith("Hello")
+    assert dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) == 0
+    client.close()

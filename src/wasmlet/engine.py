@@ -189,7 +189,9 @@ class WasmEngine:
             compiled = kind(self.engine, wasm)
         except wasmtime.WasmtimeError as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid binary"
-            raise EngineError(f"{name}: cannot compile: {first}") from None
+            error = EngineError(f"{name}: cannot compile: {first}")
+            error.add_note(str(e))  # wasmtime's causes, for callers that explain some of them
+            raise error from None
         self.compiled += 1
         if cache is not None:
             self._store_cached(cache, bytes(compiled.serialize()))

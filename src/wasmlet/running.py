@@ -1,14 +1,17 @@
 """One builder from a locked app plus options to a running app, for every way wasmlet runs
-one: `wasmlet up` and each of its `--workers`, the containerd shim's runner, and anything
-later (a multi-app host).
+one: `wasmlet up` and each of its `--workers`, the containerd shim's runner, and the
+multi-app host (`wasmlet host`, the activator).
 
 Building resolves the app's variables (a missing required one fails here, as in Spin),
 configures every factor (bad runtime config fails here), compiles the components (through
-the compile cache) and builds the HTTP trigger with an executor per route.
+the compile cache) and builds the HTTP trigger with an executor per route and the message
+triggers (Redis, MQTT, cron). Whoever runs the app starts the message triggers
+(`TriggerTasks`) and, where readiness matters, waits for `until_subscribed`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from concurrent.futures import Executor
@@ -65,6 +68,13 @@ def thread_count(threads: int) -> int:
 # modules, 14 for a componentize-py component (CPython, its libraries, the WASI adapter).
 CORE_INSTANCES_PER_GUEST = 16
 MAX_POOL_INSTANCES = 8192  # ~34 TB of address space (a process has 128 TiB)
+SUBSCRIBED_POLL = 0.005  # seconds between looks at the message triggers' readiness
+
+
+def message_trigger_types(app: LockedApp) -> list[str]:
+    """The app's trigger types other than HTTP (redis, mqtt, cron), sorted: what makes it
+    run with no request (subscribed, or on a schedule), which every side treats alike."""
+    return sorted({t.trigger_type for t in app.triggers} - {"http"})
 
 
 def pool_sized(engine: EngineSettings, guests: int) -> EngineSettings:
@@ -119,16 +129,25 @@ class RunningApp:
     trigger: HttpTrigger
     shared: Shared
     owns_shared: bool = True  # made for this app alone (closed with it)
-    triggers: list[MessageTrigger] = field(default_factory=list)  # Redis, ... (not HTTP)
+    triggers: list[MessageTrigger] = field(default_factory=list)  # Redis, MQTT, cron
 
-    def http_only(self, where: str) -> None:
-        """Refuse an app with message triggers where only HTTP is served yet (`where`)."""
-        if self.triggers:
-            types = sorted({t.trigger_type for t in self.app.triggers} - {"http"})
-            self.close()
-            raise NotSupportedError(
-                f"{where} does not run {', '.join(types)} triggers yet (wasmlet up does)"
-            )
+    @property
+    def subscribed(self) -> bool:
+        """Every message trigger is subscribed to everything it listens to (true with none):
+        a task or a host reports such an app ready only then."""
+        return all(t.ready for t in self.triggers)
+
+    async def until_subscribed(self, timeout: float | None) -> bool:
+        """Wait (on the loop its triggers run on) until `subscribed`, at most `timeout`
+        seconds (None: as long as it takes); whether it is. Polled: it is only waited for
+        while an app starts, and the triggers have no readiness event to wait on."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self.subscribed:
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(SUBSCRIBED_POLL)
+        return True
 
     @property
     def engine(self) -> WasmEngine:
@@ -226,6 +245,10 @@ def build_app(
             from .trigger.mqtt import MqttTrigger
 
             triggers.append(MqttTrigger(runtime, guests, resolver.render, shared.gate))
+        if app.triggers_of("cron"):
+            from .trigger.cron import CronTrigger
+
+            triggers.append(CronTrigger(runtime, guests, shared.gate))
     except BaseException:
         factors.close()
         if owns_shared:

@@ -134,6 +134,9 @@ class DirectoryHost(AppHost):
         before = stamp(watched_files(source, None))  # as read before loading: a change
         try:  # made while it loads shows at the next scan
             app = load(source, self.opts.insecure)
+            refused = self.refusal(app)
+            if refused is not None:
+                raise WasmletError(refused)
             options = self._options(source)
             check_app(app, options)
             if self.opts.precompile:

@@ -8,6 +8,11 @@ directory (`directory.py`, `wasmlet host`) or the Kubernetes API (`kube/activato
 
 The apps share the process's engine (and so its compiled code), guest thread pool and run
 gate (`running.Shared`); each keeps its own config and state through its `AppOptions`.
+
+An app with Redis, MQTT or cron triggers is built and subscribed as soon as it is installed,
+not on a first request, and stays so while it is current (`messages.py`); a host that must
+not consume messages (`HostOptions.message_triggers` off: several workers, or the
+activator) refuses it or serves only its HTTP routes (`refusal`).
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from ..engine import DEFAULT_MAX_OUTPUT, DEFAULT_REQUEST_TIMEOUT, EngineSettings
 from ..errors import WasmletError
 from ..locked import LockedApp, read_content
 from ..pool import DEFAULT_MAX_WAITING, GuestPool
-from ..running import RunningApp, Shared, build_app, thread_count
+from ..running import RunningApp, Shared, build_app, message_trigger_types, thread_count
 from ..trigger.http.app import DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY
 from .apps import AppVersion, BuildFailed
+from .messages import Subscriber
 
 log = logging.getLogger("wasmlet.host")
 
@@ -57,6 +63,9 @@ class HostOptions:
     precompile: bool = False
     insecure: bool = False  # pull apps over plain HTTP
     scan_interval: float = 10.0  # (a directory) files outside it (inside: inotify, at once)
+    # Run apps' message triggers: off where every worker would consume every message
+    # (`--workers` above 1), and in the activator (an app's pods consume its messages).
+    message_triggers: bool = True
 
     @property
     def thread_count(self) -> int:
@@ -91,6 +100,8 @@ class AppHost:
         self.app_concurrency = opts.app_concurrency  # (a property: not per request)
         self.versions: dict[str, AppVersion] = {}  # the current version of each app
         self.problems: dict[str, str] = {}  # name -> why it is not served
+        self.subscribers: dict[str, Subscriber] = {}  # the current versions with triggers
+        self._stopping: set[asyncio.Task[None]] = set()  # retired versions' triggers
         self._numbers: dict[str, int] = {}
         self._builds = ThreadPoolExecutor(2, thread_name_prefix="wasmlet-build")
         self.loop: asyncio.AbstractEventLoop | None = None  # once serving
@@ -116,6 +127,16 @@ class AppHost:
     def describe_source(self) -> str:
         return "apps"
 
+    def refusal(self, app: LockedApp) -> str | None:
+        """Why this host does not serve `app` (None: it does); checked when it is loaded."""
+        types = message_trigger_types(app)
+        if not types or self.opts.message_triggers:
+            return None
+        return (
+            f"{', '.join(types)} triggers: not run by a host with more than one worker (each "
+            "would handle every message); serve it from a host with --workers 1"
+        )
+
     # -- Served ----------------------------------------------------------------------------
     def asgi(self) -> AppHost:
         return self
@@ -129,6 +150,7 @@ class AppHost:
 
     def close(self) -> None:
         self.unwatch()
+        self.subscribers.clear()  # (stopped at the lifespan's shutdown)
         for version in self.versions.values():
             version.close()
         self._builds.shutdown(wait=True)
@@ -173,9 +195,40 @@ class AppHost:
             elif old is not None:
                 log.info("app %s removed", name)
             if old is not None:
-                old.retire()
+                self._retire(old)
+            if version is not None and self.opts.message_triggers:
+                self._subscribe(version)
         if problems is not None:
             self.problems = problems
+
+    def _subscribe(self, version: AppVersion) -> None:
+        """An app with message triggers: build it and start them now (or once serving)."""
+        if not message_trigger_types(version.app):
+            return
+        subscriber = self.subscribers[version.name] = Subscriber(version, self._app_pool())
+        if self.loop is not None:
+            subscriber.start(self._build, self._builds)
+
+    def _retire(self, old: AppVersion) -> None:
+        """Retire a version; one with message triggers unsubscribes first."""
+        subscriber = self.subscribers.get(old.name)
+        if subscriber is None or subscriber.version is not old:
+            old.retire()
+            return
+        del self.subscribers[old.name]
+        if self.loop is None:  # not serving yet: nothing was started
+            old.retire()
+            return
+
+        async def stop() -> None:
+            try:
+                await subscriber.stop()
+            finally:
+                old.retire()
+
+        task = asyncio.ensure_future(stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     def post(self, changes: Changes, problems: dict[str, str] | None = None) -> None:
         """`install` from any thread."""
@@ -186,6 +239,12 @@ class AppHost:
 
     def _build(self, version: AppVersion) -> RunningApp:
         """Build one app on the host's shared engine, pool and gate (in a build thread)."""
+        subscriber = self.subscribers.get(version.name)
+        pool = (  # a version with message triggers: its pool counts their handlers
+            subscriber.pool
+            if subscriber is not None and subscriber.version is version
+            else self._app_pool()
+        )
         try:
             running = build_app(
                 version.app,
@@ -193,9 +252,8 @@ class AppHost:
                 self.origin,
                 self.shared,
                 version.self_host,
-                pool=self._app_pool(),
+                pool=pool,
             )
-            running.http_only("a multi-app host")
         except WasmletError as e:  # one line, as `wasmlet up` reports it
             log.error("app %s could not be built: %s", version.name, e)
             raise
@@ -224,12 +282,20 @@ class AppHost:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.loop = asyncio.get_running_loop()
+                for subscriber in self.subscribers.values():  # those loaded before serving
+                    subscriber.start(self._build, self._builds)
                 self.watch()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.unwatch()
+                await self.unsubscribe()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def unsubscribe(self) -> None:
+        """Stop every app's message triggers and wait for the messages being handled."""
+        stopping = [s.stop() for s in self.subscribers.values()]
+        await asyncio.gather(*stopping, *self._stopping, return_exceptions=True)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         host = next((v for k, v in scope["headers"] if k.lower() == b"host"), b"")
@@ -266,10 +332,12 @@ class AppHost:
         if path == HEALTH_PATH:
             await _plain(send, 200, "OK")
         elif path == STATUS_PATH:
-            body = {
-                "apps": [v.describe() for _, v in sorted(self.versions.items())],
-                "not_served": dict(sorted(self.problems.items())),
-            }
+            apps = []
+            for name, version in sorted(self.versions.items()):
+                subscriber = self.subscribers.get(name)
+                messages = subscriber.describe() if subscriber is not None else {}
+                apps.append(version.describe() | messages)
+            body = {"apps": apps, "not_served": dict(sorted(self.problems.items()))}
             await _send(send, 200, "application/json", json.dumps(body, indent=1).encode())
         else:
             await _plain(send, 404, "")

@@ -3,8 +3,9 @@
 `http_executor` is the one place an HTTP trigger's executor is chosen: Wagi when the
 trigger says `executor = { type = "wagi" }`, otherwise by the HTTP handler the component
 exports (`wasi:http/incoming-handler@0.2.x` or Spin's `fermyon:spin/inbound-http`).
-`redis_executor` and `mqtt_executor` are the same for a Redis trigger
-(`fermyon:spin/inbound-redis`) and an MQTT trigger (the plugin's world-level `handle-message`).
+`redis_executor`, `mqtt_executor` and `cron_executor` are the same for a Redis trigger
+(`fermyon:spin/inbound-redis`), an MQTT trigger (the plugin's world-level `handle-message`) and
+a cron trigger (the plugin's world-level `handle-cron-event`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from ..errors import EngineError, ManifestError, NotSupportedError
 from ..runtime import AppRuntime
 from ._wasi_command import WasiCommand
+from .cron_inbound import HANDLE_CRON_EVENT, CronEventExecutor
 from .mqtt_inbound import HANDLE_MESSAGE, MqttMessageExecutor
 from .redis_inbound import INBOUND_REDIS, INBOUND_REDIS_3, RedisMessageExecutor
 from .spin_inbound import INBOUND_HTTP, SpinInboundHttpExecutor
@@ -29,6 +31,7 @@ from .wagi import DEFAULT_ARGV, WagiExecutor
 from .wasi_http import WasiHttpExecutor
 
 WASI_HANDLER = "wasi:http/incoming-handler"
+ASYNC_CAUSE = "component model async"  # wasmtime's reason for refusing an `async func`
 WASI_03_HANDLER = "wasi:http/handler"
 
 
@@ -132,8 +135,42 @@ def mqtt_executor(runtime: AppRuntime, trigger_id: str, component_id: str) -> Mq
     return MqttMessageExecutor(runtime.engine, prepared, runtime.limits)
 
 
+def cron_executor(runtime: AppRuntime, trigger_id: str, component_id: str) -> CronEventExecutor:
+    """The executor for one `[[trigger.cron]]`'s component: it must export the cron plugin's
+    synchronous world-level `handle-cron-event` (fermyon/spin-trigger-cron). The plugin's later
+    generations export it as an `async func` (`fermyon:spin-cron@2.0.0` in
+    spin-trigger-plugins, `spin:cron@3.0.0`), which wasmtime's C API cannot call: compiling
+    such a component fails, and is refused as not supported."""
+    try:
+        prepared = runtime.prepare(component_id)
+    except EngineError as e:
+        if any(ASYNC_CAUSE in note for note in getattr(e, "__notes__", ())):
+            raise NotSupportedError(
+                f"trigger {trigger_id!r}: component {component_id!r} exports an `async func` "
+                "(the cron plugin's later WIT: fermyon:spin-cron@2.0.0 of spin-trigger-plugins "
+                "or spin:cron@3.0.0), which is not supported: wasmtime's C API has no "
+                "component-model async; build it against the synchronous WIT "
+                f"(`export {HANDLE_CRON_EVENT}: func(metadata: metadata) -> result<_, error>`)"
+            ) from None
+        raise
+    if prepared.component is None:
+        raise NotSupportedError(
+            f"trigger {trigger_id!r}: component {component_id!r} is a core module; a cron "
+            f"trigger needs a component exporting `{HANDLE_CRON_EVENT}`"
+        )
+    exports = runtime.exports(prepared)
+    if HANDLE_CRON_EVENT not in exports:
+        raise EngineError(
+            f"trigger {trigger_id!r}: component {component_id!r} does not export the cron "
+            f"trigger's `{HANDLE_CRON_EVENT}` function (it exports: "
+            f"{', '.join(exports) or 'nothing'})"
+        )
+    return CronEventExecutor(runtime.engine, prepared, runtime.limits)
+
+
 __all__ = [
     "CollectedResponse",
+    "CronEventExecutor",
     "HttpExecutor",
     "HttpRequest",
     "HttpResponse",
@@ -141,6 +178,7 @@ __all__ = [
     "RedisMessageExecutor",
     "ResponseSink",
     "RouteMatch",
+    "cron_executor",
     "handler_exports",
     "http_executor",
     "mqtt_executor",

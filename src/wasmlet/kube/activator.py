@@ -16,6 +16,11 @@ decision: pods only under sustained load, none after an idle period.
 A request names its app by Host: `<name>.<namespace>[.svc…]`, or `<name>` alone when only
 one namespace has an app of that name.
 
+It serves HTTP only: an app's message triggers (Redis, MQTT) are its pods' to run (run here
+too, every message would be handled twice while the app has pods), so an app with no HTTP
+trigger is not served here at all (`refusal`; the operator refuses autoscaler type wasmlet
+for it), and one with both has its HTTP routes served here.
+
 The watching runs in kopf, on a thread and event loop of its own; it hands apps to the host
 (`post`, thread-safe) and keeps, per app, the SpinApp's replicas and its pods' addresses.
 """
@@ -28,7 +33,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +44,15 @@ from pydantic import ValidationError
 from ..apphost import AppHost, AppVersion, HostOptions
 from ..engine import Limits
 from ..errors import WasmletError
+from ..locked import LockedApp
 from ..oci import pull_app
 from ..oci.progress import Quiet
-from ..running import AppOptions, check_app
+from ..running import AppOptions, check_app, message_trigger_types
 from ..runtime_config import load_runtime_config
 from ..trigger.http.app import LOAD_PATH
 from . import GROUP, SERVICE_NAME_LABEL, VERSION, pods_service
 from .activator_apps import AppConfig, NotActivatable, app_config
+from .apptriggers import no_http_trigger
 from .client import KubeClient
 from .models import SpinApp
 from .routing import is_wasmlet
@@ -92,7 +99,7 @@ class _Tracked:
 
 class Activator(AppHost):
     def __init__(self, opts: ActivatorOptions, origin: str) -> None:
-        super().__init__(opts.host, origin)
+        super().__init__(replace(opts.host, message_triggers=False), origin)  # HTTP only
         self.activator = opts
         self.tracked: dict[str, _Tracked] = {}  # by key, `<name>.<namespace>`
         self._by_name: dict[str, set[str]] = {}  # name -> keys (Hosts that give no namespace)
@@ -104,6 +111,12 @@ class Activator(AppHost):
 
     def describe_source(self) -> str:
         return f"the Kubernetes API ({self.activator.server or 'in-cluster/kubeconfig'})"
+
+    def refusal(self, app: LockedApp) -> str | None:
+        types = message_trigger_types(app)
+        if types and not app.triggers_of("http"):
+            return no_http_trigger(types)
+        return None  # (its message triggers are its pods')
 
     def find(self, labels: list[str]) -> str | None:
         if len(labels) >= 2 and f"{labels[0]}.{labels[1]}" in self.tracked:
@@ -241,6 +254,9 @@ class Activator(AppHost):
         state = self.opts.state_dir / config.namespace / config.name
         try:
             app, home = pull_app(config.image, self.opts.insecure, Quiet())  # (a server)
+            refused = self.refusal(app)
+            if refused is not None:
+                raise WasmletError(refused)
             self.precompile(app)
             rc_file = None
             if config.runtime_config:

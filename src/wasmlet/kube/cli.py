@@ -189,6 +189,20 @@ def _add_operator(sub: Any) -> None:
         help="the namespace of Service wasmlet-activator (default: $POD_NAMESPACE, else "
         "%(default)s)",
     )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="read apps' images from this registry over plain HTTP (repeatable; the operator "
+        "reads each app's locked app from its image to learn its triggers)",
+    )
+    p.add_argument(
+        "--no-read-triggers",
+        action="store_true",
+        help="do not read apps' triggers from their images: every app is taken for an HTTP "
+        "app (a Service, HTTP probes), as SpinKube's operator does",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_operator)
 
@@ -336,5 +350,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent_reconciles,
         activator_namespace=args.activator_namespace,
         liveness=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
+        read_triggers=not args.no_read_triggers,
+        insecure_registries=tuple(args.insecure_registry),
     )
     return main(config)

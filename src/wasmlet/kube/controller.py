@@ -21,6 +21,7 @@ from . import ACTIVATOR_NAME, APP_NAME_LABEL, DEFAULT_NAMESPACE, SERVICE_NAME_LA
 from . import reconcile as rec
 from . import routing as rt
 from .admission import pydantic_messages, validate_executor
+from .apptriggers import AppTriggers, TriggerReader
 from .client import ApiError, KubeClient
 from .models import SpinApp, SpinAppExecutor
 from .rtconfig import RUNTIME_CONFIG_KEY, RuntimeConfigError, ValueRef, references
@@ -99,6 +100,10 @@ class Controller:
     )
     _activator_endpoints: list[dict[str, Any]] | None = None  # the last ready set seen
     _activator_warned: set[tuple[str, str]] = field(default_factory=set)
+    #: the apps' trigger types, read from their images (apptriggers.py)
+    triggers: TriggerReader = field(default_factory=TriggerReader)
+    _triggers_warned: dict[tuple[str, str], str] = field(default_factory=dict)
+    _serviceless: set[tuple[str, str]] = field(default_factory=set)  # no HTTP trigger
 
     def _limit(self) -> asyncio.Semaphore:
         if self._slots is None:
@@ -182,15 +187,22 @@ class Controller:
         except ValidationError as e:
             self._fail(body, "InvalidSpec", "; ".join(pydantic_messages(e, "SpinApp")), False)
         executor = await self._executor(app, body)
+        triggers = await self._triggers(app, body)
         resolved = await self._resolve(app, body)
         previous = await self.client.get("Deployment", app.namespace, app.name)
         plan = await self._plan(app, previous) if rt.is_wasmlet(app) else None
         try:
-            desired = rec.desired(app, executor, resolved, self.ca_bundle(), plan)
+            desired = rec.desired(app, executor, resolved, self.ca_bundle(), plan, triggers)
         except RuntimeConfigError as e:
             self._fail(body, "BadRuntimeConfig", str(e), retry=True)
         except rec.ReconcileError as e:
             self._fail(body, e.reason, str(e), retry=False)
+        for reason, message in desired.warnings:
+            self.recorder.warn(body, reason, message)
+        if desired.service is None:
+            self._serviceless.add((app.namespace, app.name))
+        else:
+            self._serviceless.discard((app.namespace, app.name))
         await self._apply(app, body, desired)
         await self._cleanup(app, desired, previous)
         if plan is not None:
@@ -198,6 +210,32 @@ class Controller:
         routing = plan.status() if plan is not None else rt.NO_ROUTING_STATUS
         await self._refresh_status(app.namespace, app.name, routing)
         return desired
+
+    async def _triggers(self, app: SpinApp, body: Mapping[str, Any]) -> AppTriggers | None:
+        """The app's trigger types, read from its image; None (an HTTP app, as SpinKube
+        takes every app) when they cannot be, with one Warning per app and reason."""
+
+        async def secret(namespace: str, name: str) -> Mapping[str, Any] | None:
+            try:
+                return await self.client.get("Secret", namespace, name)
+            except ApiError:
+                return None
+
+        names = [str(s.get("name", "")) for s in app.spec.image_pull_secrets or []]
+        found = await self.triggers.triggers(app.namespace, app.spec.image, names, secret)
+        key = (app.namespace, app.name)
+        if found.error is None:
+            self._triggers_warned.pop(key, None)
+            return found
+        if self._triggers_warned.get(key) != found.error:
+            self._triggers_warned[key] = found.error
+            self.recorder.warn(
+                body,
+                "AppTriggersUnknown",
+                f"cannot read the app's triggers from image {app.spec.image}: {found.error}; "
+                "it is taken for an HTTP app (a Service, HTTP probes)",
+            )
+        return None
 
     async def _plan(self, app: SpinApp, deployment: Mapping[str, Any] | None) -> rt.Plan:
         """Read what the routing of an app with autoscaler type wasmlet depends on: its pods'
@@ -269,6 +307,8 @@ class Controller:
         old = _runtime_config_secret(previous)
         if old and old != current and await self._owned("Secret", app, old):
             await self.client.delete("Secret", app.namespace, old)
+        if desired.service is None and await self._owned("Service", app, app.name):
+            await self.client.delete("Service", app.namespace, app.name)  # no HTTP trigger
         wanted = desired.autoscaler["kind"] if desired.autoscaler else None
         name = f"{app.name}-autoscaler"
         for kind in AUTOSCALER_KINDS:
@@ -306,11 +346,15 @@ class Controller:
             app = await self._app(namespace, name)
             if app is None:
                 self._locks.pop((namespace, name), None)
+                self._serviceless.discard((namespace, name))
+                self._triggers_warned.pop((namespace, name), None)
                 return
             deployment = await self.client.get("Deployment", namespace, name)
             pods = self.problems.get((namespace, name), {})
             problems = [p for found in pods.values() for p in found]
-            status = rec.status(app, deployment, self.now(), problems) | dict(extra or {})
+            service = (namespace, name) not in self._serviceless
+            status = rec.status(app, deployment, self.now(), problems, service)
+            status |= dict(extra or {})
             await self._patch_status(app, status)
 
     async def _app(self, namespace: str, name: str) -> SpinApp | None:

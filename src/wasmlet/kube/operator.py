@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import kopf
 
+from ..oci.reference import normalize_registry
 from . import (
     ACTIVATOR_NAME,
     APP_NAME_LABEL,
@@ -26,6 +27,7 @@ from . import (
 )
 from . import admission as adm
 from . import routing as rt
+from .apptriggers import TriggerReader
 from .client import KubeClient
 from .controller import Controller, ControllerError
 from .models import SpinAppExecutorSpec
@@ -77,6 +79,8 @@ class OperatorConfig:
     max_concurrent: int = 32  # reconciles in flight at once
     activator_namespace: str = DEFAULT_NAMESPACE  # where Service wasmlet-activator is
     scale_down_grace: float = rt.GRACE_SECONDS  # traffic on the activator before pods go
+    read_triggers: bool = True  # read each app's triggers from its image (apptriggers.py)
+    insecure_registries: tuple[str, ...] = ()  # registries read over plain HTTP
 
 
 def _raise(e: ControllerError, delay: float) -> NoReturn:
@@ -131,6 +135,10 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
             max_concurrent=config.max_concurrent,
             activator_namespace=config.activator_namespace,
             scale_down_grace=config.scale_down_grace,
+            triggers=TriggerReader(
+                frozenset(normalize_registry(r) for r in config.insecure_registries),
+                enabled=config.read_triggers,
+            ),
         )
 
     @on.cleanup(id="disconnect", registry=registry)

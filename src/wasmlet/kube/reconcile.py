@@ -1,7 +1,9 @@
 """Pure reconcile: SpinApp + executor -> the objects the operator applies, and status.
 
 Same labels, selectors, env, probes and volumes as SpinKube's spin-operator, so a SpinApp
-behaves the same under either operator. Nothing here talks to the cluster.
+behaves the same under either operator — except for an app its image shows to have no HTTP
+trigger (`apptriggers`): it gets no Service, no container port and no HTTP probes, since
+nothing in it listens. Nothing here talks to the cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from . import (
     ready_label,
 )
 from . import routing as rt
+from .apptriggers import AppTriggers, activator_problem
 from .autoscaling import AutoscalerSpec
 from .autoscaling import render as render_autoscaler
 from .meta import metadata as _metadata
@@ -56,7 +59,7 @@ class ReconcileError(ValueError):
 class Desired:
     """Everything the operator wants to exist for one SpinApp."""
 
-    service: dict[str, Any]
+    service: dict[str, Any] | None  # None: the app has no HTTP trigger (delete it)
     deployment: dict[str, Any] | None  # None: the executor does not want one (delete it)
     runtime_config: dict[str, Any] | None  # None: `loadFromSecret` names the user's Secret
     ca_secret: dict[str, Any] | None
@@ -66,6 +69,7 @@ class Desired:
     pods_service: dict[str, Any] | None = None
     endpoint_slice: dict[str, Any] | None = None
     plan: rt.Plan | None = None
+    warnings: tuple[tuple[str, str], ...] = ()  # (Event reason, message) to post
 
     def objects(self) -> list[dict[str, Any]]:
         """In apply order: secrets before the Deployment that mounts them; the EndpointSlice
@@ -144,7 +148,7 @@ def _env(app: SpinApp, executor: SpinAppExecutor) -> list[dict[str, Any]]:
 
 
 def _app_container(
-    app: SpinApp, executor: SpinAppExecutor, has_ca: bool, runtime_config: bool
+    app: SpinApp, executor: SpinAppExecutor, has_ca: bool, runtime_config: bool, http: bool = True
 ) -> dict[str, Any]:
     spec = app.spec
     config = executor.spec.deployment_config
@@ -159,7 +163,8 @@ def _app_container(
         container |= {"image": spec.image, "command": ["/"]}
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
-    container["ports"] = [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}]
+    if http:  # (an app without an HTTP trigger listens on nothing)
+        container["ports"] = [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}]
     container["env"] = _env(app, executor)
     if spec.resources is not None:
         resources = spec.resources.dump()
@@ -181,7 +186,7 @@ def _app_container(
         )
     if mounts:
         container["volumeMounts"] = mounts
-    checks = spec.checks
+    checks = spec.checks if http else None  # nothing would answer an HTTP probe
     for field, probe in (
         ("readinessProbe", checks.readiness if checks else None),
         ("livenessProbe", checks.liveness if checks else None),
@@ -206,8 +211,10 @@ def deployment(
     executor: SpinAppExecutor,
     runtime_config_secret: str,
     replicas: int | None = None,
+    http: bool = True,
 ) -> dict[str, Any]:
-    """`replicas`: the count the activator's routing allows now (autoscaler type wasmlet)."""
+    """`replicas`: the count the activator's routing allows now (autoscaler type wasmlet);
+    `http`: whether the app has an HTTP trigger (a port and probes)."""
     spec = app.spec
     config = executor.spec.deployment_config
     ca = _ca_secret_name(executor)
@@ -225,7 +232,7 @@ def deployment(
         pod["runtimeClassName"] = config.runtime_class_name
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
-    pod["containers"] = [_app_container(app, executor, ca is not None, True)]
+    pod["containers"] = [_app_container(app, executor, ca is not None, True, http)]
     pod["containers"] += list(spec.containers or [])
     if spec.image_pull_secrets:
         pod["imagePullSecrets"] = list(spec.image_pull_secrets)
@@ -374,14 +381,35 @@ def desired(
     resolved: Mapping[ValueRef, str] | None = None,
     ca_bundle: str | None = None,
     plan: rt.Plan | None = None,
+    triggers: AppTriggers | None = None,
 ) -> Desired:
     """What should exist for `app` run by `executor`.
 
     `resolved` holds the ConfigMap/Secret values the runtime config references
     (`rtconfig.references`); `ca_bundle` the PEM bundle for `installDefaultCACerts`; `plan`
     the routing of an app with autoscaler type wasmlet (`routing.plan`; without one, the plan
-    of an app nothing has been observed for: the activator serves, no pods yet).
+    of an app nothing has been observed for: the activator serves, no pods yet); `triggers`
+    the app's trigger types, read from its image (None: an HTTP app, as SpinKube takes every
+    app). Raises ReconcileError for autoscaler type wasmlet on an app the activator cannot
+    stand in for (`apptriggers.activator_problem`).
     """
+    http = triggers is None or triggers.http
+    warnings: list[tuple[str, str]] = []
+    if triggers is not None and rt.is_wasmlet(app) and app.spec.autoscaler is not None:
+        fewest = min(rt.bounds(app.spec.autoscaler))  # (maxReplicas wins when they cross)
+        problem = activator_problem(triggers, fewest)
+        if problem is not None:
+            raise ReconcileError("NotActivatable", problem)
+    checks = app.spec.checks
+    if not http and triggers is not None and checks and (checks.readiness or checks.liveness):
+        warnings.append(
+            (
+                "ProbesIgnored",
+                f"spec.checks: the app has no HTTP trigger (it has {', '.join(triggers.messages)}"
+                " triggers), so nothing answers an HTTP probe; its pods get none (wasmlet's "
+                "shim reports a pod running only once its triggers are subscribed)",
+            )
+        )
     config = app.spec.runtime_config
     secret: dict[str, Any] | None = None
     if config is not None and config.load_from_secret:
@@ -416,11 +444,12 @@ def desired(
             plan=plan,
         )
     return Desired(
-        service=service(app),
-        deployment=deployment(app, executor, secret_ref) if make_deployment else None,
+        service=service(app) if http else None,
+        deployment=deployment(app, executor, secret_ref, http=http) if make_deployment else None,
         runtime_config=secret,
         ca_secret=ca if make_deployment else None,
         autoscaler=autoscaler(app) if make_deployment else None,
+        warnings=tuple(warnings),
     )
 
 
@@ -481,8 +510,10 @@ def status(
     deployment: Mapping[str, Any] | None,
     now: str,
     problems: Sequence[str] = (),
+    service: bool = True,
 ) -> dict[str, Any]:
-    """SpinApp status from its Deployment (conditions copied, as SpinKube does) and pods."""
+    """SpinApp status from its Deployment (conditions copied, as SpinKube does) and pods;
+    `service`: whether the app has its Service (not without an HTTP trigger)."""
     previous = {c["type"]: c for c in (app.status.conditions if app.status else None) or []}
     generation = app.metadata.get("generation")
     dep_status = (deployment or {}).get("status") or {}
@@ -525,7 +556,7 @@ def status(
         "readyReplicas": int(dep_status.get("readyReplicas") or 0),
         "replicas": int(dep_status.get("replicas") or 0),
         "selector": selector_string(app.name),
-        "serviceName": app.name,
+        "serviceName": app.name if service else None,
     }
     if deployment is not None:
         out["deploymentName"] = app.name

@@ -7,6 +7,10 @@ template, it starts `python -m wasmlet.shim.runner` instead, as before there was
 task reports on its status pipe ("ready", or the startup error), waits for a byte on its go
 pipe (Start), serves, and reports its exit status before it exits.
 
+An app with message triggers (Redis, MQTT, cron) says so on the pipe when ready, and Start then
+waits until the task reports them subscribed (or it exits): containerd, and so the kubelet,
+see the container running only once it consumes messages.
+
 The exit status comes from the template, the task's parent (exact, signals included); with
 no template, from the status pipe — a task killed outright cannot say, and is reported 137.
 """
@@ -38,6 +42,7 @@ from .stdio import Stdio, close
 log = logging.getLogger("wasmlet.shim.app")
 
 EXIT_REPORT_WAIT = 2.0  # seconds to wait for the template's exit status after the pipe ends
+SUBSCRIBE_SLACK = 5.0  # seconds Start waits past the task's own subscription deadline
 
 
 class AppProcess(TaskProcess):
@@ -65,6 +70,8 @@ class AppProcess(TaskProcess):
         self.go = -1  # the pipe Start writes to
         self.status = -1  # the pipe the task reports on
         self.reported: asyncio.Future[int] | None = None  # the exit status from the template
+        self.subscribe: float | None = None  # seconds its message triggers have (None: none)
+        self.subscribed: asyncio.Future[bool] | None = None  # they are (False: it gave up)
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -184,14 +191,22 @@ class AppProcess(TaskProcess):
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(self.status, "rb", 0)
         )
         line = await reader.readline()
-        ready = bool(line) and json.loads(line).get("ok") is True
+        said = json.loads(line) if line else {}
+        ready = said.get("ok") is True
+        if ready and said.get("subscribe") is not None:
+            self.subscribe = float(said["subscribe"])
+            self.subscribed = loop.create_future()
         self._watcher = asyncio.create_task(self._until_exit(reader))
         return ready
 
     async def _until_exit(self, reader: asyncio.StreamReader) -> None:
         said: int | None = None
         while line := await reader.readline():
-            said = json.loads(line).get("exit", said)
+            report = json.loads(line)
+            said = report.get("exit", said)
+            if "subscribed" in report:
+                self._subscription(bool(report["subscribed"]))
+        self._subscription(False)  # (exited first)
         assert self.reported is not None
         if self.link.alive or self.reported.done():  # the template knows how it ended
             with contextlib.suppress(TimeoutError):
@@ -200,6 +215,10 @@ class AppProcess(TaskProcess):
             said if said is not None else 128 + signal.SIGKILL)  # fmt: skip
         if self.exited is not None and not self.exited.done():
             self.exited.set_result(code)
+
+    def _subscription(self, done: bool) -> None:
+        if self.subscribed is not None and not self.subscribed.done():
+            self.subscribed.set_result(done)
 
     def exit_reported(self, pid: int, code: int) -> None:
         if pid == self.pid and self.reported is not None and not self.reported.done():
@@ -216,6 +235,20 @@ class AppProcess(TaskProcess):
         finally:
             os.close(self.go)
             self.go = -1
+        if self.subscribed is not None and self.subscribe is not None:
+            await self._until_subscribed(self.subscribed, self.subscribe)
+
+    async def _until_subscribed(self, subscribed: asyncio.Future[bool], seconds: float) -> None:
+        """Until the task's message triggers are subscribed, or it gave up and exits (its
+        exit, status 1 and the reason on its stderr, follows as any other)."""
+        log.debug("%s: waiting for its message triggers to subscribe", self.id)
+        try:
+            done = await asyncio.wait_for(asyncio.shield(subscribed), seconds + SUBSCRIBE_SLACK)
+        except TimeoutError:  # it should have exited by now: its exit will say
+            log.warning("%s: its message triggers are not subscribed after %g s", self.id,
+                        seconds + SUBSCRIBE_SLACK)  # fmt: skip
+            return
+        log.debug("%s: message triggers %s", self.id, "subscribed" if done else "not subscribed")
 
     async def kill(self, signum: int, all_processes: bool) -> None:
         if all_processes and self.cgroup is not None:

@@ -9,10 +9,19 @@ already imported, so starting is building, not importing), or, with no template,
 2. `load` the app, then `build` it with the container's environment and the root
    filesystem's `/runtime-config.toml`: variables resolved, components mapped from the
    node's precompiled artifacts (the engine made here, after the fork), the listening socket
-   bound (so a bad address or a port in use is a startup error, reported like the others);
-   report ready (or the error, also printed on the task's stderr) on the status pipe;
-3. wait for Start, then serve with uvicorn (`TaskServer`) until SIGTERM, which drains the
-   requests in flight and exits 0; the exit status goes on the status pipe too.
+   bound if the app has an HTTP trigger (so a bad address or a port in use is a startup
+   error, reported like the others; an app with none binds nothing, as in Spin); report
+   ready (or the error, also printed on the task's stderr) on the status pipe;
+3. wait for Start, then serve with uvicorn (`TaskServer`), or run only the message triggers
+   of an app without HTTP (`TriggerTask`), until SIGTERM, which drains the requests and
+   messages in flight and exits 0; the exit status goes on the status pipe too.
+
+An app with message triggers (Redis, MQTT, cron) says so when it reports ready, and once Started
+reports `{"subscribed": true}` when every trigger is subscribed: the shim's Start waits for
+it, so the container becomes running (and a pod without a readiness probe ready) only then.
+Not subscribed within `WASMLET_SUBSCRIBE_TIMEOUT` seconds (default 60, below the kubelet's
+2-minute CRI timeout), the task prints why and exits 1, and Kubernetes restarts it with its
+back-off, as Spin, which exits when it cannot subscribe.
 
 An idle task costs no CPU: the engine's epoch (the request deadline's clock) is advanced by
 the guests' pool only while a guest runs on it (`TickingPool`), not by a ticker that wakes
@@ -29,27 +38,40 @@ import fcntl
 import json
 import logging
 import os
+import signal
 import socket
 import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..engine import EPOCH_TICK_SECONDS, EngineSettings, Limits, WasmEngine, parse_size
+from ..errors import WasmletError
 from ..gate import RunGate
 from ..locked import LockedApp
 from ..logs import configure_logging
 from ..running import AppOptions, RunningApp, Shared, build_app
 from ..runtime_config import load_runtime_config
+from ..trigger import TriggerTasks, with_triggers
 from ..trigger.http.server import base_url, bind, print_routes, uvicorn_server
 from . import linux
 from .appload import load as load_app
-from .runnerconfig import GO_FD, RUNTIME_CONFIG, STATUS_FD, Bind, RunnerConfig
+from .runnerconfig import (
+    GO_FD,
+    RUNTIME_CONFIG,
+    STATUS_FD,
+    SUBSCRIBE_TIMEOUT,
+    SUBSCRIBE_TIMEOUT_ENV,
+    Bind,
+    RunnerConfig,
+)
+
+log = logging.getLogger("wasmlet.shim.task")
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -68,7 +90,11 @@ def run_forked(data: dict[str, Any], go: int, status: int) -> int:
         # per core by default; a task's guests block on it one at a time
         os.environ.setdefault("TOKIO_WORKER_THREADS", "1")
         served, sock = build(config, load(config))
-        server = TaskServer(served, sock, sys.stdout)
+        server: TaskServer | TriggerTask = (
+            TaskServer(served, sock, sys.stdout, _watcher(served, status))
+            if sock is not None
+            else TriggerTask(served, sys.stdout, status)
+        )
     except Exception as e:  # reported on the task's stderr; exit 1 once started
         message = str(e) if str(e) else type(e).__name__
         print(f"Error: {message}", file=sys.stderr, flush=True)
@@ -76,14 +102,17 @@ def run_forked(data: dict[str, Any], go: int, status: int) -> int:
         code = 1 if _wait_for_start(go) else 0
         _report(status, {"exit": code})
         return code
-    _report(status, {"ok": True})
+    ready: dict[str, Any] = {"ok": True}
+    if served.running.triggers:  # Start waits until they are subscribed
+        ready["subscribe"] = served.subscribe_timeout
+    _report(status, ready)
     if not _wait_for_start(go):  # deleted before Start
         served.close()
-        sock.close()
+        if sock is not None:
+            sock.close()
         _report(status, {"exit": 0})
         return 0
-    server.run()
-    code = 0 if server.started else 1
+    code = server.run()
     _report(status, {"exit": code})
     return code
 
@@ -159,9 +188,10 @@ def load(config: RunnerConfig) -> LockedApp:
     return load_app(config)
 
 
-def build(config: RunnerConfig, app: LockedApp) -> tuple[ServedTask, socket.socket]:
-    """Build the app to serve (the components' artifacts mapped, the socket bound), on an
-    engine and a pool of its own made here, on this thread (never across a fork)."""
+def build(config: RunnerConfig, app: LockedApp) -> tuple[ServedTask, socket.socket | None]:
+    """Build the app to serve (the components' artifacts mapped, the socket bound if it has
+    an HTTP trigger), on an engine and a pool of its own made here, on this thread (never
+    across a fork)."""
     home = Path(config.work)
     rc_file = Path(config.rootfs) / RUNTIME_CONFIG
     rc = load_runtime_config(rc_file if rc_file.is_file() else None, home)
@@ -174,17 +204,58 @@ def build(config: RunnerConfig, app: LockedApp) -> tuple[ServedTask, socket.sock
         home=home,
         environ=dict(config.env),
     )
-    sock = bind(config.listen)
+    timeout = subscribe_timeout(config.env)
+    sock = bind(config.listen) if app.triggers_of("http") else None
     engine = WasmEngine(opts.engine)
     shared = Shared(engine, TickingPool(engine, opts.thread_count), RunGate(opts.max_running))
     try:
-        running = build_app(app, opts, base_url(sock), shared)
-        running.http_only("the containerd shim")
-        return ServedTask(running), sock
+        origin = base_url(sock) if sock is not None else None
+        return ServedTask(build_app(app, opts, origin, shared), timeout), sock
     except BaseException:
         shared.close()
-        sock.close()
+        if sock is not None:
+            sock.close()
         raise
+
+
+def subscribe_timeout(env: dict[str, str]) -> float:
+    """`WASMLET_SUBSCRIBE_TIMEOUT` from the container's environment: seconds (> 0) the
+    message triggers have to subscribe once the task is started."""
+    text = env.get(SUBSCRIBE_TIMEOUT_ENV)
+    if text is None:
+        return SUBSCRIBE_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise WasmletError(f"{SUBSCRIBE_TIMEOUT_ENV}: {text!r} is not a number of seconds > 0")
+    return value
+
+
+def _watcher(served: ServedTask, status: int) -> Callable[[], Awaitable[bool]] | None:
+    """What waits for the app's message triggers to subscribe (None: it has none)."""
+    if not served.running.triggers:
+        return None
+    return lambda: report_subscribed(served, status)
+
+
+async def report_subscribed(served: ServedTask, status: int) -> bool:
+    """Tell the shim once every message trigger is subscribed (its Start waits for this);
+    False, with the reason printed and reported, if they are not in time."""
+    running = served.running
+    if await running.until_subscribed(served.subscribe_timeout):
+        log.info("every message trigger is subscribed")
+        _report(status, {"subscribed": True})
+        return True
+    waiting = [line.strip() for t in running.triggers if not t.ready for line in t.describe()]
+    message = (
+        f"the message triggers are not subscribed within {served.subscribe_timeout:g} s "
+        f"({SUBSCRIBE_TIMEOUT_ENV}): {'; '.join(waiting)}"
+    )
+    print(f"Error: {message}", file=sys.stderr, flush=True)
+    _report(status, {"subscribed": False, "error": message})
+    return False
 
 
 class TickingPool(ThreadPoolExecutor):
@@ -250,9 +321,11 @@ class ServedTask:
     """The task's app as trigger/http/server.py serves it (its `Served`)."""
 
     running: RunningApp
+    subscribe_timeout: float = SUBSCRIBE_TIMEOUT  # seconds its message triggers have
 
     def asgi(self) -> Any:
-        return self.running.trigger
+        # the message triggers run from uvicorn's lifespan startup to its shutdown
+        return with_triggers(self.running.trigger, self.running.triggers)
 
     def grace(self) -> float | None:
         timeout = self.running.runtime.limits.request_timeout
@@ -265,20 +338,35 @@ class ServedTask:
         self.running.close()
         self.running.shared.close()
 
-    def banner(self, url: str, out: TextIO) -> None:
-        print_routes(self.running.app, url, out)
+    def banner(self, url: str | None, out: TextIO) -> None:
+        if url is not None:
+            print_routes(self.running.app, url, out)
+        for trigger in self.running.triggers:
+            for line in trigger.describe():
+                print(line, file=out)
+        out.flush()
 
 
 class TaskServer:
     """uvicorn serving the task's app, as every wasmlet server is configured
     (`uvicorn_server`), with a main loop that wakes once a second instead of ten times
     (the loop is uvicorn's own, which checks for shutdown and refreshes the Date header;
-    `stop` wakes it at once)."""
+    `stop` wakes it at once). An app's message triggers run beside it (`ServedTask.asgi`);
+    `watch` (`report_subscribed`) tells the shim once they are subscribed, or stops the
+    server (exit status 1) if they are not in time."""
 
-    def __init__(self, served: ServedTask, sock: socket.socket, out: TextIO) -> None:
+    def __init__(
+        self,
+        served: ServedTask,
+        sock: socket.socket,
+        out: TextIO,
+        watch: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self.served = served
         self.sock = sock
         self.out = out
+        self.watch = watch
+        self.failed = False  # its message triggers did not subscribe in time
         self.server = uvicorn_server(served)
         self.server.config.load()  # before Start: protocols, the app wrapped
         self.server.main_loop = self._main_loop  # type: ignore[method-assign]
@@ -291,6 +379,7 @@ class TaskServer:
         self.server.handle_exit = handled  # type: ignore[method-assign]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def started(self) -> bool:
@@ -298,11 +387,20 @@ class TaskServer:
 
     async def _main_loop(self) -> None:
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        if self.watch is not None:  # (the triggers started with the lifespan, before this)
+            self._watch = asyncio.ensure_future(self._subscriptions(self.watch))
         counter = 0
         while not await self.server.on_tick(counter):  # Date header when counter % 10 == 0
             counter = (counter + 10) % 864000
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
+        if self._watch is not None:
+            self._watch.cancel()
+
+    async def _subscriptions(self, watch: Callable[[], Awaitable[bool]]) -> None:
+        if not await watch():
+            self.failed = True
+            self.stop()
 
     def stop(self, force: bool = False) -> None:
         """Stop serving (from any thread): drain the requests in flight, or not (`force`)."""
@@ -315,7 +413,8 @@ class TaskServer:
             with contextlib.suppress(RuntimeError):  # its loop has closed: it has stopped
                 self._loop.call_soon_threadsafe(self._wake.set)
 
-    def run(self) -> None:
+    def run(self) -> int:
+        """Serve until stopped; the task's exit status."""
         self.served.banner(base_url(self.sock), self.out)
         self.served.start()
         try:
@@ -323,6 +422,44 @@ class TaskServer:
         finally:
             self.served.close()
             self.sock.close()
+        return 0 if self.started and not self.failed else 1
+
+
+class TriggerTask:
+    """A task whose app has no HTTP trigger: its message triggers, and no listener, until
+    SIGTERM/SIGINT; then the messages being handled finish (the pool is waited for)."""
+
+    def __init__(self, served: ServedTask, out: TextIO, status: int = -1) -> None:
+        self.served = served
+        self.out = out
+        self.status = status
+
+    def run(self) -> int:
+        """Run until stopped; the task's exit status."""
+        self.served.banner(None, self.out)
+        try:
+            return asyncio.run(self._main())
+        finally:
+            self.served.close()
+
+    async def _main(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = TriggerTasks(self.served.running.triggers)
+        tasks.start()
+        watch = asyncio.ensure_future(report_subscribed(self.served, self.status))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({watch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        subscribed = not watch.done() or watch.result()
+        if subscribed:
+            await stopped
+            log.info("stopping: waiting for the messages being handled")
+        watch.cancel()
+        stopped.cancel()
+        await tasks.stop()
+        return 0 if subscribed else 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,13 @@ DEFAULT_LISTEN = "0.0.0.0:80"
 LISTEN_ENV = "SPIN_HTTP_LISTEN_ADDR"
 RUNTIME_CONFIG = "runtime-config.toml"  # at the root of the container's filesystem
 GO_FD = 3  # a runner started as a program: it waits for one byte here before serving
-STATUS_FD = 4  # and reports JSON lines here: {"ok", "error"} once prepared, {"exit"} at the end
+# ... and reports JSON lines here: {"ok", "error"} once prepared (with "subscribe": seconds
+# when it has message triggers), {"subscribed"} once they are, {"exit"} at the end
+STATUS_FD = 4
+# Seconds a started task's message triggers have to subscribe (the container's environment
+# may set another): Start waits for them, and the kubelet gives a CRI call 2 minutes.
+SUBSCRIBE_TIMEOUT_ENV = "WASMLET_SUBSCRIBE_TIMEOUT"
+SUBSCRIBE_TIMEOUT = 60.0
 
 
 @dataclass

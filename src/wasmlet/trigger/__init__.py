@@ -1,5 +1,6 @@
-"""Triggers: what starts a component. `http` serves requests (an ASGI app); the others are
-`MessageTrigger`s that run beside it on the server's event loop (`with_triggers`)."""
+"""Triggers: what starts a component. `http` serves requests (an ASGI app); the others (Redis,
+MQTT, cron) are `MessageTrigger`s that run beside it on the server's event loop
+(`with_triggers`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..gate import RunGate, running
 log = logging.getLogger("wasmlet.trigger")
 
 Scope = dict[str, Any]
-SUPPORTED = ("http", "redis", "mqtt")  # trigger types wasmlet runs
+SUPPORTED = ("http", "redis", "mqtt", "cron")  # trigger types wasmlet runs
 
 
 class MessageTrigger(Protocol):
@@ -57,11 +58,17 @@ def handle_message(
 ) -> bool:
     """Run one message's handler on a guest thread, under the run gate as an HTTP request;
     whatever goes wrong is logged, never raised (one message must not stop a trigger)."""
+    return run_guarded(gate, lambda: handle(payload, source), f"a message from {source}")
+
+
+def run_guarded(gate: RunGate | None, call: Callable[[], bool], what: str) -> bool:
+    """`call` (one event's handler) on a guest thread, under the run gate; whatever goes
+    wrong is logged as "error handling <what>", never raised."""
     try:
         with running(gate):
-            return handle(payload, source)
+            return call()
     except Exception:
-        log.exception("error handling a message from %s", source)
+        log.exception("error handling %s", what)
         return False
 
 
@@ -94,4 +101,11 @@ def with_triggers(app: Any, triggers: list[MessageTrigger]) -> Any:
     return asgi
 
 
-__all__ = ["SUPPORTED", "MessageTrigger", "TriggerTasks", "handle_message", "with_triggers"]
+__all__ = [
+    "SUPPORTED",
+    "MessageTrigger",
+    "TriggerTasks",
+    "handle_message",
+    "run_guarded",
+    "with_triggers",
+]
