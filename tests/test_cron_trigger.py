@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support.component_guests import component
 from support.server import run_cli, start_server, write_app
 from support.triggers import Up
@@ -221,9 +223,20 @@ def test_each_tick_runs_with_host_apis(every_2s: Up) -> None:
 def test_failing_and_trapping_handlers_are_logged_and_the_schedule_goes_on(
     tmp_path: Path, cache_dir: Path
 ) -> None:
-    up = Up(write_app(tmp_path / "app", manifest("* * * * * *", mode="flaky")), cache_dir)
+    app = write_app(tmp_path / "app", manifest("* * * * * *", mode="flaky"))
+    up = Up(app, cache_dir, args=("--metrics-listen", "127.0.0.1:0"))
     try:
         wait_for_ticks(up, 7, timeout=300)  # 3 seconds in a row hold an error and a trap
+        # Each tick is counted as a message handled (docs/observability.md).
+        url = re.search(r"Metrics: (\S+)", up.log)
+        assert url is not None, up.log
+        handled = {
+            s.labels["outcome"]: s.value
+            for family in text_string_to_metric_families(httpx.get(url[1], timeout=10).text)
+            for s in family.samples
+            if s.name == "wasmlet_messages_handled_total" and s.labels["trigger"] == "cron"
+        }
+        assert handled.get("ok", 0) >= 1 and handled.get("error", 0) >= 1, handled
         log = up.log
         assert re.search(
             r"component tick handler failed on the tick of \S+Z \(\d+\): other: asked to fail",

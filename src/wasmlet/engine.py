@@ -29,6 +29,7 @@ from wasmtime import _ffi as ffi
 
 from .dirs import default_cache_dir
 from .errors import EngineError, WasmletError
+from .observe import metrics
 
 log = logging.getLogger("wasmlet.engine")
 
@@ -182,6 +183,7 @@ class WasmEngine:
         cache = self._cache_path(digest)
         if cache is not None:
             loaded = self._load_cached(kind, cache)
+            metrics.compile_cache(hit=loaded is not None)
             if loaded is not None:
                 self.cache_hits += 1
                 return loaded

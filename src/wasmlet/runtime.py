@@ -46,6 +46,7 @@ class PreparedComponent:
     component: wasmtime.component.Component | None  # a component (wasi:http, Spin)
     files_root: Path | None
     factors: ComponentFactors  # what its imports use (none for a core module)
+    app: str = ""  # the app's name (metrics label it with it)
 
     @property
     def id(self) -> str:
@@ -105,11 +106,13 @@ class AppRuntime:
         files_root = self._materialize_files(component) if component.files else None
         if kind == "module":
             module = self.engine.load_module(wasm, digest, name=what)
-            return PreparedComponent(component, module, None, files_root, ComponentFactors([], {}))
+            return PreparedComponent(
+                component, module, None, files_root, ComponentFactors([], {}), self.app.name
+            )
         comp = self.engine.load_component(wasm, digest, name=what)
         imports = comp.type.imports(self.engine.engine)
         factors = self.factors.prepare(component, imports, files_root)
-        return PreparedComponent(component, None, comp, files_root, factors)
+        return PreparedComponent(component, None, comp, files_root, factors, self.app.name)
 
     def exports(self, prepared: PreparedComponent) -> list[str]:
         """The names a component exports (empty for a core module)."""

@@ -17,8 +17,11 @@ from pathlib import Path
 class Up:
     """`wasmlet up` of an app with no HTTP trigger (so no "Serving" line to wait for)."""
 
-    def __init__(self, app: Path, cache: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, app: Path, cache: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         cmd = [sys.executable, "-m", "wasmlet.cli", "up", "-f", str(app), "--cache-dir", str(cache)]
+        cmd += args
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import EngineError, ManifestError, NotSupportedError
+from ..observe import metrics
 from ..runtime import AppRuntime
 from ._wasi_command import WasiCommand
 from .cron_inbound import HANDLE_CRON_EVENT, CronEventExecutor
@@ -56,7 +57,10 @@ def http_executor(
     if kind == "wagi":
         module = prepared.require_module()
         name = f"component {component_id!r}"
-        command = WasiCommand(runtime.engine, module, name, prepared.files_root, runtime.limits)
+        watch = metrics.component(runtime.app.name, component_id)
+        command = WasiCommand(
+            runtime.engine, module, name, prepared.files_root, runtime.limits, watch
+        )
         argv = executor.get("argv") or DEFAULT_ARGV
         return WagiExecutor(command, component_id, prepared.locked.env, argv)
     if kind not in ("http", "spin"):

@@ -20,6 +20,7 @@ from wasmtime.component import Component, Linker
 
 from ..engine import Limits, WasmEngine
 from ..errors import EngineError
+from ..observe import metrics
 from ..runtime import PreparedComponent
 from ..wasi import (
     GuestError,
@@ -63,6 +64,7 @@ class ComponentHandler:
         self.capabilities = prepared.factors.capabilities
         self.environment = list(prepared.locked.env.items())
         self.linker = _linker(engine, component, prepared.factors.interfaces)
+        self.metrics = metrics.component(prepared.app, prepared.id)  # None: metrics are off
         if export:  # a function of an exported interface
             iface = component.get_export_index(export)
             func = component.get_export_index(entry, iface) if iface is not None else None
@@ -91,15 +93,28 @@ class ComponentHandler:
             before_block=before_block,
         )
         outcome = Outcome()
+        watch = self.metrics
         with active(state):
             try:
-                instance = self.linker.instantiate(store, self.component)
+                if watch is None:
+                    instance = self.linker.instantiate(store, self.component)
+                else:
+                    watch.running()
+                    began = time.perf_counter()
+                    instance = self.linker.instantiate(store, self.component)
+                    watch.instantiated(time.perf_counter() - began)
                 outcome.value = call_export(store, instance, self._entry, args(state.table), result)
             except (GuestError, wasmtime.WasmtimeError, HostTrap) as e:
                 outcome.failure = e
         if outcome.failure is not None:
             self._log_failure(outcome.failure)
         return outcome
+
+    def counted(self, trigger: str, ok: bool) -> bool:
+        """`ok`, after counting a message trigger's message as handled (with metrics on)."""
+        if self.metrics is not None:
+            self.metrics.handled(trigger, ok)
+        return ok
 
     def _store(self) -> wasmtime.Store:
         store = wasmtime.Store(self.engine.engine)
@@ -114,10 +129,25 @@ class ComponentHandler:
 
     def _log_failure(self, error: Exception) -> None:
         text = str(getattr(error, "cause", None) or error)
-        if "interrupt" in text.lower() or "deadline" in text:
+        kind = failure_kind(text)
+        if kind == "timeout":
             log.error("component %s timed out", self.component_id)
         else:
             log.error("component %s trapped: %s", self.component_id, _trap_summary(text))
+        if self.metrics is not None:
+            self.metrics.failed(kind)
+
+
+def failure_kind(text: str) -> str:
+    """What a failed call's error says it was: `timeout` (the epoch deadline's interrupt, or
+    a host wait cut at the deadline), `memory_limit` (instantiation refused by the memory
+    limit), else `trap`. A refused `memory.grow` is not an error (the guest gets -1), so a
+    component that fails after one counts as `trap`."""
+    if "interrupt" in text.lower() or "deadline" in text:
+        return "timeout"
+    if "exceeds memory limits" in text:
+        return "memory_limit"
+    return "trap"
 
 
 # Linkers by engine, then by what a linker depends on: the component's imports and the

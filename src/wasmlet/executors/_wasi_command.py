@@ -20,6 +20,7 @@ called from Wasm through a small relay module that imports the guest's memory.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import struct
 import threading
 import time
@@ -33,9 +34,13 @@ from wasmtime import _ffi as ffi
 from ..engine import DEFAULT_LIMITS, Limits, WasmEngine
 from ..errors import EngineError
 from ..gate import released
+from ..observe.metrics import ComponentMetrics
 from ._output import OutputFiles, thread_files
 
 _INTERRUPT = wasmtime.TrapCode.INTERRUPT.value
+# A failed run whose memory ended this close to the memory limit (or a sixteenth of it, if
+# more) is put down to the limit: a refused `memory.grow` only returns -1 to the guest.
+_NEAR_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,7 @@ class RunOutcome:
     timed_out: bool = False
     overflowed: bool = False  # stdout passed `Limits.max_output` (its writes then failed)
     stderr_cut: bool = False  # stderr passed what is kept for the log
+    memory_full: bool = False  # it failed near its memory limit (looked at with metrics on)
 
 
 class _Run(threading.local):
@@ -128,10 +134,12 @@ class WasiCommand:
         name: str,
         root: Path | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        metrics: ComponentMetrics | None = None,
     ) -> None:
         self.engine = engine
         self.limits = limits
         self.name = name
+        self.metrics = metrics  # None: metrics are off
         self._root = str(root).encode() if root is not None else None
         linker = wasmtime.Linker(engine.engine)
         linker.define_wasi()
@@ -166,10 +174,15 @@ class WasiCommand:
 
             trap = ctypes.POINTER(ffi.wasm_trap_t)()
             instance = ffi.wasmtime_instance_t()
+            watch = self.metrics
+            began = time.perf_counter() if watch is not None else 0.0
             err = ffi.wasmtime_instance_pre_instantiate(
                 self._pre.ptr(), ctx, ctypes.byref(instance), ctypes.byref(trap)
             )
+            memory_full = False
             if not err and not trap:
+                if watch is not None:
+                    watch.instantiated(time.perf_counter() - began)
                 start = ffi.wasmtime_extern_t()
                 ffi.wasmtime_instance_export_get(
                     ctx, ctypes.byref(instance), b"_start", 6, ctypes.byref(start)
@@ -177,6 +190,9 @@ class WasiCommand:
                 err = ffi.wasmtime_func_call(
                     ctx, ctypes.byref(start.of.func), None, 0, None, 0, ctypes.byref(trap)
                 )
+                limit = limits.max_instance_memory
+                if watch is not None and (err or trap) and limit is not None:
+                    memory_full = _near_limit(ctx, instance, limit)
         finally:
             ffi.wasmtime_store_delete(store)  # closes the guest's stdout/stderr
             run.command = None
@@ -184,6 +200,8 @@ class WasiCommand:
         outcome = _outcome(trap, err, stdout, stderr)
         if files.overflowed or files.err_overflowed:
             outcome = _cut(outcome, files)
+        if memory_full:
+            outcome = dataclasses.replace(outcome, memory_full=True)
         return outcome
 
     def native(self) -> tuple[wasmtime.Linker, wasmtime.Module]:
@@ -225,6 +243,19 @@ class WasiCommand:
             message = _error_message(err)
             ffi.wasmtime_error_delete(err)
             raise EngineError(f"{self.name}: cannot set up WASI: {message}")
+
+
+def _near_limit(ctx: Any, instance: Any, limit: int) -> bool:
+    """Whether the instance's exported memory is within `_NEAR_LIMIT` (or limit / 16) of
+    `limit` bytes."""
+    memory = ffi.wasmtime_extern_t()
+    found = ffi.wasmtime_instance_export_get(
+        ctx, ctypes.byref(instance), b"memory", 6, ctypes.byref(memory)
+    )
+    if not found or cast(int, memory.kind) != ffi.WASMTIME_EXTERN_MEMORY.value:
+        return False
+    size = int(ffi.wasmtime_memory_data_size(ctx, ctypes.byref(memory.of.memory)))
+    return size + max(_NEAR_LIMIT, limit // 16) > limit
 
 
 # -- poll_oneoff ---------------------------------------------------------------------------

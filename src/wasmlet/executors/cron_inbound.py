@@ -29,6 +29,9 @@ class CronEventExecutor:
 
     def handle(self, timestamp: int) -> bool:
         """Whether the handler succeeded (a failure is logged, with the tick's time)."""
+        return self.component.counted("cron", self._handle(timestamp))
+
+    def _handle(self, timestamp: int) -> bool:
         outcome = self.component.call(lambda _table: [(METADATA, {"timestamp": timestamp})], RESULT)
         if outcome.failure is not None:  # a trap or timeout, logged by the call
             log.error("component %s failed on the tick of %s", self.component_id, _utc(timestamp))

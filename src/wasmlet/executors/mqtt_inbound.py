@@ -28,6 +28,9 @@ class MqttMessageExecutor:
         self.component_id = prepared.id
 
     def handle(self, payload: bytes, topic: str) -> bool:
+        return self.component.counted("mqtt", self._handle(payload, topic))
+
+    def _handle(self, payload: bytes, topic: str) -> bool:
         """Whether the handler succeeded (a failure is logged, with the topic)."""
         outcome = self.component.call(
             lambda _table: [(LIST_U8, payload), (METADATA, {"topic": topic})], RESULT

@@ -28,6 +28,9 @@ class RedisMessageExecutor:
         self.component_id = prepared.id
 
     def handle(self, payload: bytes, channel: str) -> bool:
+        return self.component.counted("redis", self._handle(payload, channel))
+
+    def _handle(self, payload: bytes, channel: str) -> bool:
         """Whether the handler succeeded (a failure is logged, with the channel)."""
         outcome = self.component.call(lambda _table: [(LIST_U8, payload)], RESULT)
         if outcome.failure is not None:  # a trap or timeout, logged by the call

@@ -151,6 +151,20 @@ def _split_head(stdout: bytes) -> tuple[bytes, bytes, bytes]:
     return stdout, b"", b""
 
 
+def failure_kind(outcome: RunOutcome) -> str | None:
+    """How a run failed, as `wasmlet_guest_failures_total` counts it (None: it did not)."""
+    if outcome.overflowed:
+        return "output_limit"
+    if outcome.exit_code is None:
+        if outcome.timed_out:
+            return "timeout"
+        limited = outcome.memory_full or "exceeds memory limits" in (outcome.trap or "")
+        return "memory_limit" if limited else "trap"
+    if outcome.exit_code != 0:
+        return "memory_limit" if outcome.memory_full else "exit"
+    return None
+
+
 class WagiExecutor:
     """Serves requests with a WASI command module, one fresh instance per request."""
 
@@ -167,6 +181,7 @@ class WagiExecutor:
         self.component_id = component_id
         self.environment = environment
         self.argv_template = argv_template
+        self.metrics = getattr(command, "metrics", None)  # None: metrics are off
 
     def handle(self, request: HttpRequest, match: RouteMatch, sink: ResponseSink) -> None:
         argv = build_argv(request, match, self.argv_template)
@@ -181,6 +196,8 @@ class WagiExecutor:
 
     def to_response(self, outcome: RunOutcome) -> HttpResponse:
         cid = self.component_id
+        if self.metrics is not None and (kind := failure_kind(outcome)) is not None:
+            self.metrics.failed(kind)
         if outcome.overflowed:
             limit = self.command.limits.max_output
             log.error("component %s wrote more than %d bytes to stdout", cid, limit)

@@ -219,7 +219,7 @@ def _guard(fn: Any) -> Any:
 
 # -- fermyon:spin/key-value@2.0.0 -----------------------------------------------------------
 
-spin_kv = Interface("fermyon:spin/key-value@2.0.0")
+spin_kv = Interface("fermyon:spin/key-value@2.0.0", api="kv")
 STORE = spin_kv.resource("store", lambda rep: table().pop(rep))
 SPIN_ERROR = Variant(
     ("store-table-full", None), ("no-such-store", None), ("access-denied", None), ("other", STRING)
@@ -262,7 +262,7 @@ def _get_keys(rep: int) -> object:
 # -- wasi:keyvalue@0.2.0-draft2 -------------------------------------------------------------
 
 VERSION = "0.2.0-draft2"
-wasi_store = Interface(f"wasi:keyvalue/store@{VERSION}")
+wasi_store = Interface(f"wasi:keyvalue/store@{VERSION}", api="kv")
 BUCKET = wasi_store.resource("bucket", lambda rep: table().pop(rep))
 WASI_ERROR = Variant(("no-such-store", None), ("access-denied", None), ("other", STRING))
 KEY_RESPONSE = Record(("keys", List(STRING)), ("cursor", Option(STRING)))
@@ -317,7 +317,7 @@ def _wlist(rep: int, cursor: str | None) -> object:
     return _wguard(lambda: {"keys": sorted(_store(rep).keys()), "cursor": None})
 
 
-wasi_batch = Interface(f"wasi:keyvalue/batch@{VERSION}")
+wasi_batch = Interface(f"wasi:keyvalue/batch@{VERSION}", api="kv")
 
 
 @wasi_batch.func(
@@ -344,7 +344,7 @@ def _delete_many(rep: int, keys: list[str]) -> object:
     return _wguard(lambda: _each(store.delete, [(k,) for k in keys]))
 
 
-wasi_atomics = Interface(f"wasi:keyvalue/atomics@{VERSION}")
+wasi_atomics = Interface(f"wasi:keyvalue/atomics@{VERSION}", api="kv")
 CAS = wasi_atomics.resource("cas", lambda rep: table().pop(rep))
 _atomic_lock = threading.Lock()
 

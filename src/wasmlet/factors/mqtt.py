@@ -88,7 +88,7 @@ ERROR = Variant(
 )
 QOS = Enum("at-most-once", "at-least-once", "exactly-once")
 
-spin_mqtt = Interface("fermyon:spin/mqtt@2.0.0", blocking=True)
+spin_mqtt = Interface("fermyon:spin/mqtt@2.0.0", blocking=True, api="mqtt")
 CONNECTION = spin_mqtt.resource("connection", lambda rep: table().pop(rep))
 spin_mqtt.func(
     "[static]connection.open", (STRING, STRING, STRING, U64), Result(Own(CONNECTION), ERROR)

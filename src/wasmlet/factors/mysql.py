@@ -67,7 +67,7 @@ def _execute(rep: int, statement: str, params: list[Any]) -> object:
     return call(lambda: _connection(rep).execute(statement, params))
 
 
-spin_mysql = Interface("fermyon:spin/mysql@2.0.0", blocking=True)
+spin_mysql = Interface("fermyon:spin/mysql@2.0.0", blocking=True, api="mysql")
 CONNECTION = spin_mysql.resource("connection", lambda rep: table().pop(rep))
 _ARGS = (Borrow(CONNECTION), STRING, List(V2_PARAMETER))
 spin_mysql.func("[static]connection.open", (STRING,), Result(Own(CONNECTION), V2_ERROR))(_open)

@@ -8,15 +8,21 @@ component's `OutboundHttp` pairs its `allowed_outbound_hosts` with that transpor
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..observe import metrics
 from ..wasi.http import (
     OUTBOUND_HTTP,
     OUTGOING_INTERFACES,
     HttpxSender,
+    IncomingResponse,
     OutboundHttp,
+    OutboundRequest,
+    SendOutcome,
     SendRequest,
 )
 from ._factor import AppContext, ComponentContext, Factor
@@ -41,6 +47,31 @@ class OutboundHttpApp:
         self.transport.close()
 
 
+class TimedTransport:
+    """A transport whose requests are counted (with metrics on): `handle` only starts a
+    request, so the time measured is from the start to the response head (or the error)."""
+
+    def __init__(self, inner: Transport, calls: metrics.OutboundCalls) -> None:
+        self.inner = inner
+        self.calls = calls
+
+    def __call__(self, request: OutboundRequest) -> concurrent.futures.Future[SendOutcome]:
+        caller = self.calls.caller()  # on the guest's thread; the future ends on another
+        began = time.perf_counter()
+        future = self.inner(request)
+
+        def done(f: concurrent.futures.Future[SendOutcome]) -> None:
+            failed = f.cancelled() or f.exception() is not None
+            failed = failed or not isinstance(f.result(), IncomingResponse)
+            self.calls.record(caller, time.perf_counter() - began, failed)
+
+        future.add_done_callback(done)
+        return future
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class OutboundHttpFactor(Factor[OutboundHttpApp, OutboundHttp]):
     key = OUTBOUND_HTTP
     interfaces = tuple(OUTGOING_INTERFACES)
@@ -49,7 +80,11 @@ class OutboundHttpFactor(Factor[OutboundHttpApp, OutboundHttp]):
         self.transport = transport  # makes each app's transport (tests inject their own)
 
     def configure_app(self, ctx: AppContext) -> OutboundHttpApp:
-        return OutboundHttpApp(ctx.self_origin, self.transport(), ctx.self_host)
+        transport = self.transport()
+        calls = metrics.outbound("http")
+        if calls is not None:
+            transport = TimedTransport(transport, calls)
+        return OutboundHttpApp(ctx.self_origin, transport, ctx.self_host)
 
     def prepare(self, state: OutboundHttpApp, ctx: ComponentContext) -> OutboundHttp:
         return OutboundHttp(ctx.policy, state.self_origin, state.transport, state.self_host)

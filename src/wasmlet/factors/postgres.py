@@ -212,7 +212,7 @@ def _connection(rep: int) -> PgConnection:
 
 
 def _interface(v: PgVersion) -> Interface:
-    iface = Interface(v.name, blocking=True)
+    iface = Interface(v.name, blocking=True, api="pg")
     conn = iface.resource("connection", lambda rep: table().pop(rep))
 
     def open_(address: str) -> object:

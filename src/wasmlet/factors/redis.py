@@ -137,7 +137,7 @@ ERROR = Variant(
 PARAMETER = Variant(("int64", S64), ("binary", LIST_U8))
 REDIS_RESULT = Variant(("nil", None), ("status", STRING), ("int64", S64), ("binary", LIST_U8))
 
-spin_redis = Interface("fermyon:spin/redis@2.0.0", blocking=True)
+spin_redis = Interface("fermyon:spin/redis@2.0.0", blocking=True, api="redis")
 CONNECTION = spin_redis.resource("connection", lambda rep: table().pop(rep))
 _CONN = Borrow(CONNECTION)
 spin_redis.func("[static]connection.open", (STRING,), Result(Own(CONNECTION), ERROR))(_open)

@@ -208,7 +208,7 @@ ERROR = Variant(
 
 
 def _interface(name: str, *, v3: bool) -> Interface:
-    iface = Interface(name)
+    iface = Interface(name, api="sqlite")
     conn = iface.resource("connection", _drop)
     iface.func("[static]connection.open", (STRING,), Result(Own(conn), ERROR))(_open)
     iface.func(

@@ -8,6 +8,7 @@ version wasmlet serves, `WASI_VERSIONS`).
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 from wasmtime.component import LinkerInstance
 
 from ..gate import released
-from ._abi import Ty
+from ..observe import metrics
+from ._abi import Err, Ty
 from ._calls import HostFunc, add_func, add_resource
 
 # wasmtime 50's native WASI is at 0.2.x; a definition at the highest 0.2 patch serves guests
@@ -54,6 +56,9 @@ class Interface:
     blocking: bool = False
     # WASI only: the versions to define it at (None: every version in WASI_VERSIONS).
     versions: tuple[str, ...] | None = None
+    # The outbound host API it is (`kv`, `redis`, …): with metrics on, its calls are timed
+    # and its errors counted (`observe.metrics.OUTBOUND_APIS`).
+    api: str | None = None
 
     def full_names(self) -> tuple[str, ...]:
         """The names it is defined under in a linker."""
@@ -79,8 +84,7 @@ class Interface:
         self, name: str, params: tuple[Ty, ...] = (), result: Ty | None = None
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            call = _releasing(fn) if self.blocking else fn
-            self.funcs.append(HostFunc(name, params, result, call, f"{self.name}#{name}"))
+            self.funcs.append(HostFunc(name, params, result, fn, f"{self.name}#{name}"))
             return fn
 
         return register
@@ -92,7 +96,35 @@ class Interface:
                 for rname, (type_id, on_drop) in self.resources.items():
                     add_resource(inst, rname, type_id, on_drop)
                 for f in self.funcs:
+                    if f.index < 0:  # its first definition: wrapped once, here
+                        f.fn = self._wrapped(f.fn)
                     add_func(inst, f)
+
+    def _wrapped(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn` as the guest calls it: timed (with metrics on: decided when the first linker
+        is built, so a server without metrics pays nothing per call), inside the run gate's
+        release (a wait for the gate is not the call's time)."""
+        calls = metrics.outbound(self.api) if self.api is not None else None
+        if calls is not None:
+            fn = _timed(fn, calls)
+        return _releasing(fn) if self.blocking else fn
+
+
+def _timed(fn: Callable[..., Any], calls: metrics.OutboundCalls) -> Callable[..., Any]:
+    """Record each call's duration, and as an error a WIT `err` result or an exception."""
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        began = time.perf_counter()
+        failed = True
+        try:
+            result = fn(*args)
+            failed = isinstance(result, Err)
+            return result
+        finally:
+            calls.record(calls.caller(), time.perf_counter() - began, failed)
+
+    return call
 
 
 def _releasing(fn: Callable[..., Any]) -> Callable[..., Any]:

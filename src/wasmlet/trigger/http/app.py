@@ -25,6 +25,7 @@ from ...executors import (
 )
 from ...gate import RunGate, running
 from ...locked import LockedApp, LockedTrigger
+from ...observe import metrics
 from ...runtime import AppRuntime
 from .protocol import REQUEST_TRAILERS, RESPONSE_TRAILERS, accepts_trailers
 from .router import Router
@@ -213,11 +214,14 @@ class HttpTrigger:
         self.busy = 0.0  # seconds of requests in flight, summed over time
         self._since = time.monotonic()
         self.router: Router[Handler] = Router()
+        self.metrics = metrics.http(self.app.name)  # None: metrics are off
+        self._component_of: dict[int, str] = {}  # id(handler) -> its component (a label)
         for trigger in self.app.triggers_of("http"):
             route = trigger.trigger_config.get("route")
             handler = build_handler(runtime, trigger)
             if isinstance(route, str):  # private routes are not routable
                 self.router.add(route, handler)
+                self._component_of[id(handler)] = str(trigger.trigger_config.get("component", ""))
         info: dict[str, Any] = {"name": self.app.name}
         if self.app.version is not None:
             info["version"] = self.app.version
@@ -234,13 +238,50 @@ class HttpTrigger:
         if path.startswith(WELL_KNOWN) or path == LOAD_PATH:
             await _send_response(self._well_known(path), send)
             return
+        found = self.router.match(path)
+        if self.metrics is not None:
+            await self._measured(self.metrics, scope, path, found, receive, send)
+            return
         self._account(+1)
         try:
-            response = await self._respond(scope, path, receive, send)
+            response = await self._respond(scope, path, found, receive, send)
             if response is not None:
                 await _send_response(response, send, _trailers_accepted(scope))
         finally:
             self._account(-1)
+
+    async def _measured(
+        self,
+        observe: metrics.HttpMetrics,
+        scope: Scope,
+        path: str,
+        found: tuple[RouteMatch, Handler] | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """`__call__` with metrics on: the request's duration, by method, route (as written
+        in the manifest: bounded), component and the status sent."""
+        began = time.perf_counter()
+        status = 500  # if no response starts: the client got none (e.g. it went away)
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        method = observe.started(scope["method"])
+        self._account(+1)
+        try:
+            response = await self._respond(scope, path, found, receive, sending)
+            if response is not None:
+                await _send_response(response, sending, _trailers_accepted(scope))
+        finally:
+            self._account(-1)
+            route, component = "", ""
+            if found is not None:
+                route, component = found[0].route, self._component_of.get(id(found[1]), "")
+            observe.finished(method, route, component, status, time.perf_counter() - began)
 
     def _account(self, change: int) -> None:
         """Requests in flight, and their sum over time (what an autoscaler averages)."""
@@ -261,10 +302,14 @@ class HttpTrigger:
                 return
 
     async def _respond(
-        self, scope: Scope, path: str, receive: Receive, send: Send
+        self,
+        scope: Scope,
+        path: str,
+        found: tuple[RouteMatch, Handler] | None,
+        receive: Receive,
+        send: Send,
     ) -> HttpResponse | None:
         """The response to send, or None when it was streamed already."""
-        found = self.router.match(path)
         if found is None:
             return HttpResponse(404)
         match, handler = found

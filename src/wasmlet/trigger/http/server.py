@@ -35,6 +35,7 @@ import uvicorn
 from ...errors import WasmletError
 from ...locked import LockedApp
 from ...logs import configure_logging
+from ...observe import metrics
 from ...running import AppOptions, RunningApp, build_app
 from .. import TriggerTasks, with_triggers
 from .app import route_infos
@@ -296,6 +297,7 @@ def _worker_main(
 ) -> None:
     _exit_with_parent(parent)
     configure_logging(log_level)
+    metrics.enable_from_environment()  # before the build: --metrics-listen (observe/)
     _run_uvicorn(target.build(base_url(sock)), sock, limits)
 
 
@@ -415,6 +417,7 @@ def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
                     forward(signal.SIGTERM, None)
                     raise WasmletError(f"worker {i} failed at startup (exit status {p.exitcode})")
                 log.error("worker %d died (exit status %s); restarting it", i, p.exitcode)
+                metrics.worker_exited(p.pid)
                 workers[i] = start(i)
     finally:
         for s, h in old.items():
