@@ -5,7 +5,7 @@ guests/components/python-redis/app.py, which answers each message by publishing
 
 An app with a Redis trigger is subscribed as soon as its directory appears (not on a first
 request), answers messages while it is there, moves to its new channel when it changes, and
-unsubscribes when it is removed or the host stops; a host with several workers refuses it."""
+unsubscribes when it is removed or the host stops; with several workers the first runs it."""
 
 from __future__ import annotations
 
@@ -190,23 +190,32 @@ def test_http_and_redis_in_one_hosted_app_and_sigterm_unsubscribes(
         replies.close()
 
 
-def test_a_host_with_several_workers_refuses_message_apps(
-    tmp_path: Path, host: Callable[..., Server]
+def test_with_several_workers_the_first_runs_the_triggers(
+    tmp_path: Path, client: redis.Redis, host: Callable[..., Server]
 ) -> None:
+    """`--workers 2`: worker 0 subscribes (each message handled once), and every worker
+    serves the app's HTTP routes."""
+    channel, reply = f"in-{uuid.uuid4().hex}", f"out-{uuid.uuid4().hex}"
     apps = tmp_path / "apps"
-    write_app(apps / "queue", manifest("queue", "never", "never"))
-    write_app(
-        apps / "web",
-        f'spin_manifest_version = 2\n[application]\nname = "web"\n[[trigger.http]]\n'
-        f'route = "/..."\ncomponent = "t"\nexecutor = {{ type = "wagi" }}\n'
-        f'[component.t]\nsource = "{TESTBED}"\n',
-    )
+    write_app(apps / "both", manifest("both", channel, reply, http=True))
+    replies = Replies(client, reply)
     server = host(apps, "--workers", "2")
-    why = status(server)["not_served"]["queue"]
-    assert "redis triggers: not run by a host with more than one worker" in why
-    assert server.get("/", headers={"host": "web.localhost"}).status_code == 200
-    r = server.get("/", headers={"host": "queue.localhost"})
-    assert r.status_code == 503
+    try:
+        until(lambda: numsub(client, channel) == 1, COMPILE, "subscribed")
+        with server.client() as c:
+            for _ in range(20):  # over both workers
+                r = c.get("/", headers={"host": "both.localhost"})
+                assert r.status_code == 200, r.text
+        for i in range(5):
+            client.publish(channel, f"m{i}".encode())
+        assert sorted(replies.next() for _ in range(5)) == [f"got m{i}".encode() for i in range(5)]
+        time.sleep(1.0)  # a second subscriber's replies would be here by now
+        assert replies.pubsub.get_message(timeout=0.5) is None
+        assert numsub(client, channel) == 1
+        assert server.stop() == 0
+        assert numsub(client, channel) == 0
+    finally:
+        replies.close()
 
 
 MQTT_APP = """

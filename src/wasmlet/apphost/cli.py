@@ -92,7 +92,6 @@ def cmd_host(args: argparse.Namespace) -> int:
         precompile=args.precompile,
         insecure=args.insecure,
         scan_interval=args.scan_interval,
-        message_triggers=args.workers == 1,  # else every worker would consume every message
     )
     serve_opts = ServeOptions(
         listen=args.listen,

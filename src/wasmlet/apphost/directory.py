@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import watchfiles
@@ -50,6 +50,14 @@ class HostTarget:
 
     def build(self, origin: str) -> DirectoryHost:
         return DirectoryHost(self.apps_dir, self.opts, origin)
+
+    def for_worker(self, index: int) -> HostTarget:
+        """Worker `index` of several: the first runs the apps' message triggers (each
+        subscriber gets every message), the others serve only their HTTP routes."""
+        first = index == 0
+        return replace(
+            self, opts=replace(self.opts, message_triggers=first, messages_elsewhere=not first)
+        )
 
 
 @dataclass

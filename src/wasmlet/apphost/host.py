@@ -11,8 +11,9 @@ gate (`running.Shared`); each keeps its own config and state through its `AppOpt
 
 An app with Redis, MQTT or cron triggers is built and subscribed as soon as it is installed,
 not on a first request, and stays so while it is current (`messages.py`); a host that must
-not consume messages (`HostOptions.message_triggers` off: several workers, or the
-activator) refuses it or serves only its HTTP routes (`refusal`).
+not consume messages (`HostOptions.message_triggers` off: the activator, or a worker of a
+host but its first, which runs them for all) refuses it or serves only its HTTP routes
+(`refusal`).
 """
 
 from __future__ import annotations
@@ -63,9 +64,11 @@ class HostOptions:
     precompile: bool = False
     insecure: bool = False  # pull apps over plain HTTP
     scan_interval: float = 10.0  # (a directory) files outside it (inside: inotify, at once)
-    # Run apps' message triggers: off where every worker would consume every message
-    # (`--workers` above 1), and in the activator (an app's pods consume its messages).
+    # Run apps' message triggers: off in the activator (an app's pods consume its messages)
+    # and in every worker of a host but its first (each subscriber gets every message).
     message_triggers: bool = True
+    # Another process runs them (a worker but the first): serve such apps' HTTP routes.
+    messages_elsewhere: bool = False
 
     @property
     def thread_count(self) -> int:
@@ -130,7 +133,7 @@ class AppHost:
     def refusal(self, app: LockedApp) -> str | None:
         """Why this host does not serve `app` (None: it does); checked when it is loaded."""
         types = message_trigger_types(app)
-        if not types or self.opts.message_triggers:
+        if not types or self.opts.message_triggers or self.opts.messages_elsewhere:
             return None
         return (
             f"{', '.join(types)} triggers: not run by a host with more than one worker (each "

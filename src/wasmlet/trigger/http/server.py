@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 import uvicorn
 
@@ -203,6 +203,14 @@ class Target(Protocol):
         """Build it; `origin` is the server's own base URL. Raises WasmletError."""
 
 
+@runtime_checkable
+class PerWorker(Protocol):
+    """A target that differs between workers (who runs the message triggers)."""
+
+    def for_worker(self, index: int) -> Target:
+        """What worker `index` of several builds."""
+
+
 @dataclass(frozen=True)
 class AppTarget:
     """One app (`wasmlet up`); `messages`: whether this process runs its message triggers."""
@@ -215,13 +223,14 @@ class AppTarget:
         running = build_app(LockedApp.from_json(self.app_json), self.opts, origin)
         return _ServedApp(running, self.messages)
 
+    def for_worker(self, index: int) -> AppTarget:
+        """The message triggers run in worker 0 only: each subscriber gets every message
+        (Redis pub/sub, MQTT) and a message must be handled once."""
+        return replace(self, messages=index == 0)
+
 
 def _worker_target(target: Target, index: int) -> Target:
-    """What worker `index` serves: an app's message triggers run in worker 0 only, since
-    each subscriber gets every message (Redis pub/sub, MQTT) and one must handle it once."""
-    if isinstance(target, AppTarget):
-        return replace(target, messages=index == 0)
-    return target
+    return target.for_worker(index) if isinstance(target, PerWorker) else target
 
 
 @dataclass
