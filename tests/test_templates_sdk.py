@@ -29,6 +29,8 @@ import pytest
 from support.env import ROOT, TOOLS_CACHE, path_without, require_tool
 from support.server import Server, run_cli, start_server
 
+from wasmlet.scaffold import list_templates
+
 SDK_TEMPLATES = ["http-py", "http-js", "http-ts"]
 BUILD_TIMEOUT = 600.0
 
@@ -477,8 +479,9 @@ def test_interactive_new_on_a_terminal(tmp_path: Path) -> None:
     term = Terminal(_cli("new"), tmp_path)
     term.expect("Template: ")
     assert "1) c-wagi" in term.shown and "http-py    An HTTP handler in Python" in term.shown
-    term.type("9")
-    term.expect("pick a number from 1 to 6 or a name")
+    count = len(list_templates())
+    term.type(str(count + 1))
+    term.expect(f"pick a number from 1 to {count} or a name")
     term.type("http-py")
     term.expect("Name: ")
     term.type("Not Kebab")
