@@ -295,7 +295,8 @@ def watched_files(workdir: Path, patterns: list[str]) -> list[Path]:
         for name in glob.glob(pattern, root_dir=workdir, recursive=True):
             if _SKIPPED_DIRS.intersection(Path(name).parts):
                 continue
-            path = workdir / name
+            # normalised: `../src/*.py` globs must name files as the watcher sees them
+            path = Path(os.path.normpath(workdir / name))
             if path.is_file():
                 found.add(path)
     return sorted(found)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn, cast
 
 from . import __version__, devcli
 from .errors import WasmletError
+from .port import cli as port_cli
 
 # Everything else is imported where it is used: the engine, the HTTP server and the
 # subsystems' command lines take seconds to import, which `wasmlet build` must not pay.
@@ -64,7 +65,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"Error: {message} (see '{self.prog} --help')\n")
 
 
-LIGHT_COMMANDS = ("build", "new", "add", "watch")
+LIGHT_COMMANDS = ("build", "new", "add", "watch", "port")
 CORE_COMMANDS = ("up", "lock")  # parsed without the subsystems' command groups
 
 
@@ -86,6 +87,7 @@ def build_parser(light: bool = False, subsystems: bool = True) -> argparse.Argum
         _add_up(sub)
     _add_build(sub)
     devcli.register(sub)
+    port_cli.register(sub)
     if light:
         return parser
 

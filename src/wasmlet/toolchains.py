@@ -265,7 +265,8 @@ def python_requirements(workdir: Path) -> tuple[list[str], str]:
 
     A `requirements.txt` in the workdir is used as it is (with wasmlet's componentize-py pin
     added if it names none); without one, wasmlet's pins."""
-    requirements = workdir / "requirements.txt"
+    # Absolute: pip runs in the workdir, so a relative path would be taken twice.
+    requirements = workdir.resolve() / "requirements.txt"
     if requirements.is_file():
         text = requirements.read_text(encoding="utf-8")
         args = ["-r", str(requirements)]

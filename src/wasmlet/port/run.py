@@ -1,0 +1,68 @@
+"""Port a project: read it, plan its components, write the app; and the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cfn import PortError
+from .lambda_python import Component, plan, write
+from .model import Project
+from .sam import read_sam
+
+
+@dataclass
+class PortResult:
+    project: Project
+    components: list[Component]
+    out: Path
+
+
+def port_aws_sam(
+    template: Path,
+    *,
+    region: str = "us-east-1",
+    overrides: dict[str, str] | None = None,
+    without_auth: bool = False,
+    force: bool = False,
+) -> PortResult:
+    """Port the SAM project of `template`: spin.toml and .wasmlet/lambda/ next to it."""
+    project = read_sam(template, region=region, overrides=overrides, without_auth=without_auth)
+    if not project.functions:
+        reasons = "".join(f"\n  {note}" for note in project.notes) or "\n  (no functions)"
+        raise PortError(f"{template.name}: nothing to port:{reasons}")
+    components = plan(project)
+    out = project.source.parent
+    write(project, components, out, force=force)
+    return PortResult(project, components, out)
+
+
+def report(result: PortResult) -> str:
+    """What was ported, what was not and why, and the limits to run it with."""
+    project = result.project
+    names = {f.logical_id: f for f in project.functions}
+    lines = [
+        f"Ported {project.source.name} to spin.toml (build directory .wasmlet/lambda/): "
+        f"{len(project.functions)} function(s) in {len(result.components)} component(s)"
+    ]
+    for component in result.components:
+        for route in component.routes:
+            methods = ",".join(route.methods) or "ANY"
+            f = names[route.function]
+            stage = f", stage {route.stage}" if route.stage != "$default" else ""
+            lines.append(
+                f"  {component.id}: {methods} {route.route}  <- {f.logical_id} "
+                f"({f.handler}; {route.kind} event{stage})"
+            )
+    if project.notes:
+        lines.append("Not ported (or not as on AWS):")
+        lines += [f"  {note}" for note in project.notes]
+    slow = max(project.functions, key=lambda f: f.timeout)
+    big = max(project.functions, key=lambda f: f.memory_mb)
+    lines.append(
+        "Limits are per function on Lambda, per app in wasmlet: run with "
+        f"`wasmlet up --request-timeout {slow.timeout:g} --max-instance-memory {big.memory_mb}Mi` "
+        f"(Timeout of {slow.logical_id}, MemorySize of {big.logical_id})"
+    )
+    lines.append("Next: wasmlet build && wasmlet up")
+    return "\n".join(lines)
