@@ -20,13 +20,13 @@ import httpx
 import kmock
 import pytest
 import pytest_asyncio
-import redis
 from fixtures.oci.registry import REGISTRY_BIN, Registry, start_registry
 from support.component_guests import component
-from support.env import IN_CI, free_port, require_tool
+from support.env import free_port, require_tool
 from support.kube_emulator import ApiServer
 from support.kube_operator import running_operator
 from support.server import Server, run_cli, start_server, write_app
+from support.triggers import redis_client
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 
@@ -476,13 +476,7 @@ async def test_apps_with_message_triggers_are_served_for_http_only(
     """The activator runs no message trigger (an app's pods do): an app with only a Redis
     trigger is not served, with the reason; one with HTTP too has its HTTP served here and is
     not subscribed by the activator."""
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        if IN_CI:
-            pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({e}); required under CI=true")
-        pytest.skip(f"Redis is not running on 127.0.0.1:6379 ({e})")
+    client = redis_client()
     channel = f"activator-{uuid.uuid4().hex}"
     http, activator = cluster
     for name, route in (("queue", ""), ("mixed", HTTP_ROUTE.format(source=component("hello")))):

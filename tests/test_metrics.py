@@ -26,8 +26,9 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support.component_guests import component, python_app
-from support.env import FIXTURES, IN_CI, ROOT, WAGI, free_port
+from support.env import FIXTURES, ROOT, WAGI, free_port
 from support.server import Server, run_cli, start_server, write_app
+from support.triggers import redis_client
 
 COMPONENTS = FIXTURES / "components"
 OTEL_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
@@ -317,15 +318,7 @@ def test_outbound_http_and_key_value_calls(tmp_path: Path, cache_dir: Path, upst
 
 
 def test_redis_messages_are_counted(tmp_path: Path, cache_dir: Path) -> None:
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        if IN_CI:
-            pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({e}); required under CI=true")
-        pytest.skip(f"Redis is not running on 127.0.0.1:6379 ({e})")
+    client = redis_client()
     channel, reply = f"wasmlet-in-{uuid.uuid4().hex}", f"wasmlet-out-{uuid.uuid4().hex}"
     app = write_app(
         tmp_path / "app",

@@ -12,22 +12,16 @@ from pathlib import Path
 import pytest
 import redis
 from support.component_guests import component
-from support.env import IN_CI, TOOLS_CACHE, path_without
+from support.env import TOOLS_CACHE, path_without
 from support.server import Server, run_cli, start_server, write_app
-from support.triggers import Up
+from support.triggers import Replies, Up, redis_client
 
 ADDRESS = "redis://127.0.0.1:6379"
 
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[redis.Redis]:
-    c = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
-    try:
-        c.ping()
-    except redis.RedisError as e:
-        if IN_CI:
-            pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({e}); required under CI=true")
-        pytest.skip(f"Redis is not running on 127.0.0.1:6379 ({e})")
+    c = redis_client()
     yield c
     c.close()
 
@@ -60,26 +54,6 @@ allowed_outbound_hosts = ["redis://127.0.0.1:6379"]
 redis_address = "{{{{ redis_address }}}}"
 reply_channel = "{reply}"
 {routes}"""
-
-
-class Replies:
-    """Subscribed to the reply channel before anything is published."""
-
-    def __init__(self, client: redis.Redis, channel: str) -> None:
-        self.pubsub = client.pubsub()
-        self.pubsub.subscribe(channel)
-        assert self.pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
-
-    def next(self, timeout: float = 20) -> bytes:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = self.pubsub.get_message(timeout=1)
-            if message and message["type"] == "message":
-                return bytes(message["data"])
-        raise AssertionError("no reply")
-
-    def close(self) -> None:
-        self.pubsub.close()
 
 
 def subscribed(client: redis.Redis, channel: str, timeout: float = 120) -> None:

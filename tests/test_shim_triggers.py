@@ -37,6 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from support.component_guests import component
 from support.env import IN_CI, TESTBED, free_port
 from support.server import write_app
+from support.triggers import Replies, redis_client
 
 from wasmlet.errors import WasmletError
 from wasmlet.loader import load_app
@@ -102,13 +103,7 @@ reply_channel = "{{{{ reply }}}}"
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[redis.Redis]:
-    c = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
-    try:
-        c.ping()
-    except redis.RedisError as e:
-        if IN_CI:
-            pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({e}); required under CI=true")
-        pytest.skip(f"Redis is not running on 127.0.0.1:6379 ({e})")
+    c = redis_client()
     yield c
     c.close()
 
@@ -138,24 +133,6 @@ def run_args(c: Containerd, name: str, channel: str, *extra: str, image: str = I
         "--env", f"SPIN_VARIABLE_REPLY={channel}-reply",
         *extra,
     )  # fmt: skip
-
-
-class Replies:
-    def __init__(self, client: redis.Redis, channel: str) -> None:
-        self.pubsub = client.pubsub()
-        self.pubsub.subscribe(channel)
-        assert self.pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
-
-    def next(self, timeout: float = 30) -> bytes:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = self.pubsub.get_message(timeout=1)
-            if message and message["type"] == "message":
-                return bytes(message["data"])
-        raise AssertionError("no reply")
-
-    def close(self) -> None:
-        self.pubsub.close()
 
 
 def numsub(client: redis.Redis, channel: str) -> int:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from support.component_guests import js_app, python_app
-from support.env import IN_CI, free_port
+from support.env import free_port
 from support.server import Server
+from support.triggers import redis_client
 
 
 @pytest.fixture
@@ -94,16 +95,7 @@ def test_key_value_runtime_config_stores(app_server, tmp_path: Path) -> None:  #
 
 
 def _redis_or_skip():  # type: ignore[no-untyped-def]
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379, db=15, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        if IN_CI:
-            pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({e}); required under CI=true")
-        pytest.skip(f"Redis is not running on 127.0.0.1:6379 ({e})")
-    return client
+    return redis_client(db=15, timeout=2)
 
 
 def test_key_value_redis_store(app_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

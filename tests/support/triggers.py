@@ -13,6 +13,45 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+import redis
+
+from .env import IN_CI
+
+
+def redis_client(db: int = 0, timeout: float = 5) -> redis.Redis:
+    """A client of the machine's Redis (127.0.0.1:6379): the test is skipped when it is not
+    running, and fails under CI=true."""
+    client = redis.Redis(host="127.0.0.1", port=6379, db=db, socket_timeout=timeout)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        client.close()
+        if IN_CI:
+            pytest.fail(f"Redis is not running on 127.0.0.1:6379 ({e}); required under CI=true")
+        pytest.skip(f"Redis is not running on 127.0.0.1:6379 ({e})")
+    return client
+
+
+class Replies:
+    """Subscribed to a reply channel before anything is published."""
+
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        self.pubsub = client.pubsub()
+        self.pubsub.subscribe(channel)
+        assert self.pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
+
+    def next(self, timeout: float = 30) -> bytes:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.pubsub.get_message(timeout=1)
+            if message and message["type"] == "message":
+                return bytes(message["data"])
+        raise AssertionError("no reply")
+
+    def close(self) -> None:
+        self.pubsub.close()
+
 
 class Up:
     """`wasmlet up` of an app with no HTTP trigger (so no "Serving" line to wait for)."""
