@@ -27,7 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support.component_guests import component, python_app
 from support.env import FIXTURES, ROOT, WAGI, free_port
-from support.server import Server, run_cli, start_server, write_app
+from support.server import Server, run_cli, start_host, start_server, write_app
 from support.triggers import redis_client
 
 COMPONENTS = FIXTURES / "components"
@@ -474,6 +474,33 @@ def one_slow(base: str) -> str:
 
 
 # -- the flag ----------------------------------------------------------------------------------
+
+
+def test_the_multi_app_host_labels_each_app(tmp_path: Path, cache_dir: Path) -> None:
+    """`wasmlet host --metrics-listen` (the same flag as `up`'s): each app's requests under
+    its own `app` label."""
+    apps = tmp_path / "apps"
+    for name in ("alpha", "beta"):
+        write_app(
+            apps / name,
+            f'spin_manifest_version = 2\n[application]\nname = "{name}"\n[[trigger.http]]\n'
+            f'route = "/..."\ncomponent = "t"\nexecutor = {{ type = "wagi" }}\n'
+            f'[component.t]\nsource = "{WAGI / "testbed.wasm"}"\n',
+        )
+    server = start_host(apps, "--metrics-listen", "127.0.0.1:0", cache_dir=cache_dir)
+    try:
+        asked = {"alpha": 3, "beta": 5}
+        with server.client() as c:
+            for name, count in asked.items():
+                for _ in range(count):
+                    r = c.get("/?mode=echo", headers={"host": f"{name}.localhost"})
+                    assert r.status_code == 200, r.text
+        samples = scrape(metrics_url(server))
+        for name, count in asked.items():
+            labels = {"app": name, "component": "t", "http_route": "/..."}
+            assert value(samples, HTTP + "_count", **labels) == count, samples
+    finally:
+        assert server.stop() == 0
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,14 @@ def serving_options(
         f"default (default: {workers})",
     )
     parser.add_argument(
+        "--metrics-listen",
+        metavar="ADDR",
+        help="serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9090 (port 0: "
+        "any free port, printed at startup): request durations by app, route and status, "
+        "requests in flight, instantiation time, guest failures, outbound calls, compile "
+        "cache, messages; summed over --workers (default: no metrics, at no cost)",
+    )
+    parser.add_argument(
         "--threads",
         type=positive_int,
         default=0,

@@ -175,14 +175,6 @@ def _add_up(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run `wasmlet build` first (components whose sources changed)",
     )
     serving_options(up)
-    up.add_argument(
-        "--metrics-listen",
-        metavar="ADDR",
-        help="serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9090 (port 0: "
-        "any free port, printed at startup): request durations by route and status, requests "
-        "in flight, instantiation time, guest failures, outbound calls, compile cache, "
-        "messages; summed over --workers (default: no metrics, at no cost)",
-    )
     up.set_defaults(func=cmd_up)
 
 
@@ -270,9 +262,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         flush=True,
     )
     # Bound and switched on before the app is built (a bad address fails first).
-    with serving(args.metrics_listen, opts.workers) as endpoint:
-        if endpoint is not None:
-            print(f"Metrics: {endpoint.url}", flush=True)
+    with serving(args.metrics_listen, opts.workers):
         serve(app, opts)
     return 0
 

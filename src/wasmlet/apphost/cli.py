@@ -9,6 +9,7 @@ from typing import Any
 from ..argtypes import positive_int, seconds, serving_options
 from ..engine import EngineSettings
 from ..logs import configure_logging
+from ..observe.endpoint import serving
 from ..trigger.http.server import ServeOptions, limits_from_args, serve_target
 from .directory import HostTarget
 from .host import STATUS_PATH, HostOptions
@@ -99,5 +100,6 @@ def cmd_host(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         limits=limits_from_args(args),
     )
-    serve_target(HostTarget(apps_dir, opts), serve_opts)
+    with serving(args.metrics_listen, serve_opts.workers):
+        serve_target(HostTarget(apps_dir, opts), serve_opts)
     return 0

@@ -10,6 +10,7 @@ from ..apphost import HostOptions
 from ..argtypes import positive_int, seconds, serving_options
 from ..engine import EngineSettings
 from ..logs import configure_logging
+from ..observe.endpoint import serving
 from ..trigger.http.server import ServeOptions, limits_from_args, serve_target
 from .activator import ActivatorOptions, ActivatorTarget
 
@@ -91,5 +92,6 @@ def cmd_activator(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         limits=limits_from_args(args),
     )
-    serve_target(ActivatorTarget(opts), serve_opts)
+    with serving(args.metrics_listen, serve_opts.workers):
+        serve_target(ActivatorTarget(opts), serve_opts)
     return 0

@@ -151,13 +151,15 @@ class MetricsEndpoint:
 
 @contextlib.contextmanager
 def serving(addr: str | None, workers: int = 1) -> Iterator[MetricsEndpoint | None]:
-    """Serve metrics on `addr` for as long as the block runs (nothing when `addr` is None)."""
+    """Serve metrics on `addr` for as long as the block runs (nothing when `addr` is None),
+    saying where on stdout (`Metrics: URL`)."""
     if addr is None:
         yield None
         return
     endpoint = MetricsEndpoint(addr, workers)
     try:
         endpoint.start()
+        print(f"Metrics: {endpoint.url}", flush=True)
         yield endpoint
     finally:
         endpoint.close()
