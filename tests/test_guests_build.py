@@ -413,6 +413,7 @@ def test_list_templates() -> None:
         "http-js",
         "http-py",
         "http-ts",
+        "lambda-python",
         "mqtt-py",
         "redis-py",
         "rust-wagi",

@@ -419,8 +419,7 @@ def test_new_without_arguments_and_without_a_terminal_fails_clearly(tmp_path: Pa
     assert r.returncode == 1
     assert r.stderr.startswith(
         "Error: missing TEMPLATE and NAME, and stdin is not a terminal to ask for them: "
-        "wasmlet new TEMPLATE NAME (templates: c-wagi, http-js, http-py, http-ts, mqtt-py, "
-        "redis-py, rust-wagi;"
+        f"wasmlet new TEMPLATE NAME (templates: {', '.join(list_templates())};"
     )
     assert r.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
