@@ -422,6 +422,9 @@ def test_workers_are_summed_and_a_dead_workers_gauge_is_dropped(
         url = metrics_url(s)
         wait_for(lambda: len(_worker_pids(s)) == 2)
         workers = _worker_pids(s)
+        # A worker that dies within 2 s of its start stops the server (server._FAST_FAIL:
+        # it would only die again); the one killed below must be older than that.
+        time.sleep(2.5)
         directory = _metrics_dir(workers[0])
         assert directory.is_dir()
 
