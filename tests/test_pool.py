@@ -17,8 +17,16 @@ def pools() -> Iterator[Callable[..., GuestPool]]:
     made: list[GuestPool] = []
     gates: list[threading.Event] = []
 
-    def make(threads: int, max_waiting: int = 8, linger: float = 10.0) -> GuestPool:
-        made.append(GuestPool(threads, max_waiting, linger=linger))
+    def make(
+        threads: int,
+        max_waiting: int = 8,
+        linger: float = 10.0,
+        running: int | None = None,
+        patience: float = 0.05,
+    ) -> GuestPool:
+        made.append(
+            GuestPool(threads, max_waiting, linger=linger, running=running, patience=patience)
+        )
         return made[-1]
 
     yield make
@@ -247,3 +255,61 @@ def test_the_instance_pool_is_sized_for_every_thread() -> None:
     assert pool_sized(default, 8).pool_instances == 256
     assert pool_sized(default, 8 + 64).pool_instances == 1152
     assert pool_sized(default, 10_000).pool_instances == 8192
+
+
+# -- `running`: how many start at once; the rest of `threads` once queued work is overdue --
+
+
+def test_with_one_running_queued_work_runs_on_the_same_thread(
+    pools: Callable[..., GuestPool],
+) -> None:
+    """Quick work queued behind a running one is not handed to other threads: one thread runs
+    it all, one after the other (no thread switch per request)."""
+    pool = pools(8, running=1, patience=5.0)
+    gate = threading.Event()
+    first = pool.submit(blocked(gate))
+    rest = [pool.submit(threading.get_ident) for _ in range(20)]
+    assert settle(pool, busy=1, queued=20) == {"threads": 1, "busy": 1, "waiting": 0, "queued": 20}
+    gate.set()
+    assert first.result(5) == "done"
+    assert len({f.result(5) for f in rest}) == 1
+    assert pool.stats()["threads"] == 1
+
+
+def test_overdue_work_starts_on_another_thread_after_patience(
+    pools: Callable[..., GuestPool],
+) -> None:
+    """A guest that computes for long holds up the queue for `patience`, not longer."""
+    pool = pools(4, running=1, patience=0.2)
+    gate = threading.Event()
+    began = time.monotonic()
+    pool.submit(blocked(gate))
+    second = pool.submit(time.monotonic)
+    try:
+        started = second.result(5)
+    finally:
+        gate.set()
+    assert 0.2 <= started - began < 1.5
+
+
+def test_overdue_work_never_passes_threads(pools: Callable[..., GuestPool]) -> None:
+    """However long the queue waits, at most `threads` run (not waiting) at once."""
+    pool = pools(2, running=1, patience=0.05)
+    gate = threading.Event()
+    for _ in range(5):
+        pool.submit(blocked(gate))
+    time.sleep(0.5)
+    assert settle(pool, busy=2, queued=3)["busy"] == 2
+    gate.set()
+
+
+def test_a_waiting_guest_lets_the_next_start_at_once(pools: Callable[..., GuestPool]) -> None:
+    """`running` counts running guests: one inside a host wait is not running."""
+    pool = pools(4, running=1, patience=10.0)
+    gate = threading.Event()
+    started = threading.Event()
+    pool.submit(sleeper(gate, started))
+    assert started.wait(5)
+    began = time.monotonic()
+    assert pool.submit(time.monotonic).result(5) - began < 1.0
+    gate.set()

@@ -117,8 +117,9 @@ def serving_options(
         type=positive_int,
         default=0,
         metavar="N",
-        help="requests in progress per worker, not counting guests waiting in host calls "
-        "(see --max-waiting) (default: 4 per core, at least 8, at most 32)",
+        help="requests in progress per worker at most, not counting guests waiting in host "
+        "calls (see --max-waiting): --max-running start at once, one more whenever the "
+        "oldest queued request has waited 50 ms (default: 4 per core, at least 8, at most 32)",
     )
     parser.add_argument(
         "--max-waiting",
@@ -134,9 +135,9 @@ def serving_options(
         type=positive_int,
         default=1,
         metavar="N",
-        help="guests running at once per worker; the others wait their turn, at most 50 ms "
-        "(default: 1: host calls are Python, which runs one thread at a time; use --workers "
-        "for more cores)",
+        help="guests running at once per worker; the others queue, and one more starts "
+        "whenever the oldest has waited 50 ms, up to --threads (default: 1: host calls are "
+        "Python, which runs one thread at a time; use --workers for more cores)",
     )
     parser.add_argument(
         "--request-timeout",

@@ -10,6 +10,13 @@ wait, queued requests start on further threads, at most `max_waiting` of them be
 `threads`. Threads beyond `threads` that have been idle for `linger` seconds end. Measured
 against a bigger fixed pool and a per-route bound in docs/benchmarks.md (bench/waiters.py).
 
+Of those `threads`, only `running` start at once (default: all): one more starts when the
+oldest queued request has waited `patience` seconds. Python runs one thread at a time, so
+starting every request on its own thread only made the threads take turns at the run gate
+(gate.py), each turn a thread switch: with `running=1` one thread runs the queued requests
+one after the other, and a guest that computes for long still holds up the others for at
+most `patience` (measured in docs/benchmarks.md, "Per-request cost").
+
 A `group` (one app of a multi-app host) may also have at most `limit` of its requests busy
 at once, waiting ones not counted; its other requests queue in the group, and groups with
 queued requests take turns for free threads, so a busy or looping app cannot take every
@@ -21,6 +28,7 @@ from __future__ import annotations
 import collections
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -31,14 +39,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_MAX_WAITING = 64  # guests waiting in host calls on threads of their own, per process
+DEFAULT_PATIENCE = 0.05  # seconds queued work waits for one of `running` before it starts anyway
 
 
 class _Work:
-    __slots__ = ("args", "fn", "future", "group", "kwargs")
+    __slots__ = ("args", "fn", "future", "group", "kwargs", "queued")
 
     def __init__(self, group: PoolGroup, fn: Callable[..., Any], args: Any, kwargs: Any) -> None:
         self.group, self.fn, self.args, self.kwargs = group, fn, args, kwargs
         self.future: Future[Any] = Future()
+        self.queued = time.monotonic()
 
     def run(self) -> None:
         if not self.future.set_running_or_notify_cancel():
@@ -103,14 +113,21 @@ class GuestPool(Executor):
         max_waiting: int = DEFAULT_MAX_WAITING,
         name: str = "wasmlet-wasm",
         linger: float = 10.0,
+        running: int | None = None,
+        patience: float = DEFAULT_PATIENCE,
     ) -> None:
         if threads < 1 or max_waiting < 0:
             raise ValueError("a guest pool needs a thread, and cannot wait on fewer than none")
         self.threads = threads
+        self.running = threads if running is None else max(1, min(running, threads))
+        self.patience = patience
         self.max_waiting = max_waiting
         self._name = name
         self._linger = linger
         self._lock = threading.Lock()
+        self._overdue = threading.Condition(self._lock)  # wakes the watch for overdue work
+        self._watch: threading.Thread | None = None
+        self._watch_idle = False  # the watch waits for work to be queued (not timed)
         self._own = PoolGroup(self, sys.maxsize)  # work submitted to the pool itself
         self._turns: collections.deque[PoolGroup] = collections.deque()  # groups, in turn
         self._groups: weakref.WeakSet[PoolGroup] = weakref.WeakSet({self._own})
@@ -144,6 +161,7 @@ class GuestPool(Executor):
                         self._queued -= 1
             idle, self._idle = self._idle, []
             threads = list(self._alive)
+            self._overdue.notify()
         for waiter in idle:
             waiter.event.set()  # no work: the thread ends
         if wait:
@@ -196,10 +214,21 @@ class GuestPool(Executor):
             return work
         return None
 
+    def _room(self) -> bool:
+        """Whether queued work may start now: fewer than `running` busy threads are not
+        waiting, or fewer than `threads` and the next work has waited `patience`."""
+        running = self._busy - self._waiting
+        if running < self.running:
+            return True
+        if running >= self.threads or not self._turns:
+            return False
+        head = self._turns[0].queue
+        return bool(head) and time.monotonic() - head[0].queued >= self.patience
+
     def _dispatch(self) -> None:
-        """Start queued work while fewer than `threads` busy threads are not waiting: on an
-        idle thread, else on a new one while the waiters' allowance lasts."""
-        while self._turns and self._busy - self._waiting < self.threads:
+        """Start queued work while there is room (`_room`): on an idle thread, else on a new
+        one while the waiters' allowance lasts."""
+        while self._turns and self._room():
             if not self._idle and len(self._alive) >= self.threads + self.max_waiting:
                 return
             work = self._take()
@@ -220,6 +249,32 @@ class GuestPool(Executor):
                 )
                 self._alive.add(thread)
                 thread.start()
+        if self._turns and self.running < self.threads:
+            self._watch_overdue()
+
+    def _watch_overdue(self) -> None:
+        """Queued work is left: have the watch start it if it waits `patience`."""
+        if self._watch is None:
+            self._watch = threading.Thread(
+                target=self._watching, name=f"{self._name}-watch", daemon=True
+            )
+            self._watch.start()
+        elif self._watch_idle:  # else it is timed to look at the oldest work already
+            self._overdue.notify()
+
+    def _watching(self) -> None:
+        """Start work that has waited `patience` while `running` threads were busy."""
+        with self._lock:
+            while not self._shutdown:
+                self._dispatch()
+                if not self._turns:
+                    self._watch_idle = True
+                    self._overdue.wait()  # until work is queued again
+                    self._watch_idle = False
+                    continue
+                head = self._turns[0].queue
+                waited = time.monotonic() - head[0].queued if head else 0.0
+                self._overdue.wait(max(self.patience - waited, self.patience / 10))
 
     def _work(self, work: _Work | None) -> None:
         _worker.pool = self
@@ -238,7 +293,7 @@ class GuestPool(Executor):
             self._busy -= 1
             done.busy -= 1
             self._turn(done)
-            if self._busy - self._waiting < self.threads and (work := self._take()) is not None:
+            if self._room() and (work := self._take()) is not None:
                 self._busy += 1
                 return work
             if self._shutdown:

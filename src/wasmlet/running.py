@@ -105,7 +105,8 @@ class Shared:
         max_running: int,
         max_waiting: int = DEFAULT_MAX_WAITING,
     ) -> Shared:
-        pool = GuestPool(threads, max_waiting)
+        # `max_running` start at once, the rest of `threads` when queued work is overdue.
+        pool = GuestPool(threads, max_waiting, running=max_running)
         return cls(
             WasmEngine(pool_sized(engine, threads + max_waiting)), pool, RunGate(max_running)
         )
