@@ -138,6 +138,7 @@ TARGETS: tuple[Target, ...] = (
     Target("hello-rc", "wat", ("hello-rc.wat",), "wit/wasi-rc-2023-11-10", "handler-rc"),
     Target("echo", "wat", ("echo.wat",), WASI_020, "handler"),
     Target("trap-mid-body", "wat", ("trap-mid-body.wat",), WASI_020, "handler"),
+    Target("trap", "wat", ("trap.wat",), WASI_020, "handler"),
     Target("no-response", "wat", ("no-response.wat",), WASI_020, "handler"),
     Target("loop", "wat", ("loop.wat",), WASI_020, "handler"),
     Target("leak", "wat", ("leak.wat",), WASI_020, "handler"),

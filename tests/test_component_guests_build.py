@@ -51,6 +51,7 @@ SHAPES: dict[str, tuple[set[str], set[str]]] = {
     "no-response": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "loop": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "leak": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
+    "trap": ({"wasi:http/types@0.2.0"}, {HTTP_020}),
     "slow-stream": SLOW_HANDLER,
     "sleep": SLOW_HANDLER,
     "poll-splice": SLOW_HANDLER,

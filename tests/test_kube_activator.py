@@ -98,14 +98,15 @@ class Activator:
 
 
 @asynccontextmanager
-async def running_activator(server: str, tmp_path: Path) -> AsyncIterator[Activator]:
-    """`wasmlet kube activator` against API server `server`, answering when the block starts."""
+async def running_activator(server: str, tmp_path: Path, *extra: str) -> AsyncIterator[Activator]:
+    """`wasmlet kube activator` against API server `server` (with `extra` arguments),
+    answering when the block starts."""
     port = free_port()
     log = tmp_path / "activator.log"
     cmd = [
         sys.executable, "-m", "wasmlet.cli", "kube", "activator", "--server", server,
         "--listen", f"127.0.0.1:{port}", "-k", "--state-dir", str(tmp_path / "state"),
-        "--cache-dir", str(tmp_path / "cache"), "--sample-interval", "0.2",
+        "--cache-dir", str(tmp_path / "cache"), "--sample-interval", "0.2", *extra,
     ]  # fmt: skip
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -499,3 +500,49 @@ async def test_apps_with_message_triggers_are_served_for_http_only(
     assert r.status_code == 200 and r.text.startswith("Hello")
     assert dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) == 0
     client.close()
+
+
+async def test_the_activator_serves_metrics_and_counts_cold_starts(
+    images: dict[str, str], tmp_path: Path
+) -> None:
+    """`--metrics-listen`: the activator's apps measured by the host core as under `wasmlet
+    host` (the app's first request builds it: a cold start), and its status page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with ApiServer() as api, kmock.Server(api) as server:
+        url = str(server.url).rstrip("/")
+        async with (
+            running_activator(url, tmp_path, "--metrics-listen", "127.0.0.1:0") as activator,
+            aiohttp.ClientSession(url) as http,
+        ):
+            line = next(x for x in activator.log.read_text().splitlines() if "Metrics: " in x)
+            base = line.split("Metrics: ")[1].removesuffix("metrics")
+            await _json(http, "POST", f"{CR}/spinapps", spinapp("hello", images["hello"]))
+            await _until(lambda: activator.serves("hello.default"), 30, activator.log)
+            for _ in range(3):
+                assert activator.get("hello.default").status_code == 200
+            assert activator.get("nosuch.default").status_code == 404  # no app: not counted
+            text = httpx.get(base + "metrics", timeout=10).text
+            status = httpx.get(base + "status.json", timeout=10).json()
+    samples = [
+        (s.name, s.labels, s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+
+    def value(name: str, **labels: str) -> float:
+        return sum(v for n, ls, v in samples if n == name and labels.items() <= ls.items())
+
+    # The app's own metrics carry its manifest name; the host's, the name it serves it by.
+    http_count = "http_server_request_duration_seconds_count"
+    assert value(http_count, app="hello", component="c", http_route="/...") == 3
+    assert value("wasmlet_instantiation_duration_seconds_count", app="hello") == 3
+    assert value("wasmlet_host_requests_total", app="hello.default", cold_start="true") == 1
+    assert value("wasmlet_host_requests_total", app="hello.default", cold_start="false") == 2
+    assert value("wasmlet_host_cold_start_duration_seconds_count", app="hello.default") == 1
+    assert value("wasmlet_compile_cache_lookups_total") >= 1  # precompiled when created
+    (app,) = status["apps"]
+    assert app["name"] == "hello.default" and app["state"] == "ready"
+    assert app["source"] == images["hello"]
+    assert app["routes"][0]["route"] == "/..." and app["routes"][0]["requests"] == 3
+    assert app["host"] == {"requests": 3, "cold_starts": 1}

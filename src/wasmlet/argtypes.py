@@ -106,11 +106,14 @@ def serving_options(
     )
     parser.add_argument(
         "--metrics-listen",
+        # the variable is what the operator sets in an app's pod (docs/observability.md)
+        default=os.environ.get("WASMLET_METRICS_LISTEN") or None,
         metavar="ADDR",
         help="serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9090 (port 0: "
         "any free port, printed at startup): request durations by app, route and status, "
         "requests in flight, instantiation time, guest failures, outbound calls, compile "
-        "cache, messages; summed over --workers (default: no metrics, at no cost)",
+        "cache, messages; summed over --workers; $WASMLET_METRICS_LISTEN sets the default "
+        "(default: no metrics, at no cost)",
     )
     parser.add_argument(
         "--threads",
@@ -245,4 +248,12 @@ def serving_options(
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="(default: info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="log lines on stderr as text, or as JSON objects carrying the app, component, "
+        "request id and trace id of the request they are about (components' stdout and "
+        "stderr lines too) (default: text)",
     )

@@ -253,14 +253,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         from .build import build_app
 
         build_app(Path(args.app))
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     app, opts = up_options(args)
     # Spin writes component output to .spin/logs/; wasmlet logs it: say where it goes.
-    print(
-        f"Logs: on stderr at level {args.log_level}, with each component's stdout and stderr "
-        "lines prefixed by its id ([ID] and [ID stderr])",
-        flush=True,
-    )
+    if args.log_format == "json":
+        where = "as JSON lines, each component's stdout and stderr lines with its id"
+    else:
+        where = (
+            "with each component's stdout and stderr lines prefixed by its id "
+            "([ID] and [ID stderr])"
+        )
+    print(f"Logs: on stderr at level {args.log_level}, {where}", flush=True)
     # Bound and switched on before the app is built (a bad address fails first).
     with serving(args.metrics_listen, opts.workers):
         serve(app, opts)
@@ -287,6 +290,7 @@ def up_options(args: argparse.Namespace) -> tuple[LockedApp, ServeOptions]:
         listen=args.listen,
         workers=args.workers,
         log_level=args.log_level,
+        log_format=args.log_format,
         limits=limits_from_args(args),
         app=AppOptions(
             state_dir=state_dir,

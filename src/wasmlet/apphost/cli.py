@@ -76,7 +76,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_host(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     apps_dir: Path = args.apps.resolve()
     opts = HostOptions(
         state_dir=(args.state_dir or apps_dir / ".state").resolve(),
@@ -98,6 +98,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         listen=args.listen,
         workers=args.workers,
         log_level=args.log_level,
+        log_format=args.log_format,
         limits=limits_from_args(args),
     )
     with serving(args.metrics_listen, serve_opts.workers):

@@ -22,6 +22,7 @@ import asyncio
 import gc
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import Any, TextIO
 from ..engine import DEFAULT_MAX_OUTPUT, DEFAULT_REQUEST_TIMEOUT, EngineSettings
 from ..errors import WasmletError
 from ..locked import LockedApp, read_content
+from ..observe import metrics, status
 from ..pool import DEFAULT_MAX_WAITING, GuestPool
 from ..running import RunningApp, Shared, build_app, message_trigger_types, thread_count
 from ..trigger.http.app import DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY
@@ -108,6 +110,7 @@ class AppHost:
         self._numbers: dict[str, int] = {}
         self._builds = ThreadPoolExecutor(2, thread_name_prefix="wasmlet-build")
         self.loop: asyncio.AbstractEventLoop | None = None  # once serving
+        self.metrics = metrics.host()  # None: metrics are off
         # Fewer, larger young collections: a host holds many long-lived objects, and every
         # collection of the older generations walks them (measured with 10,000 apps: one busy
         # app's throughput 0.91-1.01x of `wasmlet up` with these, 0.77-0.95x without).
@@ -152,6 +155,8 @@ class AppHost:
         self.shared.start()
 
     def close(self) -> None:
+        for name in {*self.versions, *self.problems}:
+            status.unregister(name)
         self.unwatch()
         self.subscribers.clear()  # (stopped at the lifespan's shutdown)
         for version in self.versions.values():
@@ -201,8 +206,31 @@ class AppHost:
                 self._retire(old)
             if version is not None and self.opts.message_triggers:
                 self._subscribe(version)
+        if status.enabled():
+            self._list(changes, problems)
         if problems is not None:
             self.problems = problems
+
+    def _list(self, changes: Changes, problems: dict[str, str] | None) -> None:
+        """Tell the status page what changed: apps served, gone, not served."""
+        for name, version in changes.items():
+            if version is None:
+                status.unregister(name)
+            else:
+                described = status.describe_app(version.app)
+                status.register(name, described, state=version.status, source=version.source)
+        if problems is None:
+            return
+        for name in self.problems.keys() - problems.keys():
+            if name in self.versions:
+                status.update(name, error=None)
+            else:
+                status.unregister(name)
+        for name, why in problems.items():
+            if name in self.versions:  # its new version failed; the old one still serves
+                status.update(name, error=why)
+            else:
+                status.register(name, {"app": name}, state="not served", error=why)
 
     def _subscribe(self, version: AppVersion) -> None:
         """An app with message triggers: build it and start them now (or once serving)."""
@@ -259,12 +287,20 @@ class AppHost:
             )
         except WasmletError as e:  # one line, as `wasmlet up` reports it
             log.error("app %s could not be built: %s", version.name, e)
+            self._built(version, str(e))
             raise
-        except Exception:
+        except Exception as e:
             log.exception("app %s could not be built", version.name)
+            self._built(version, f"{type(e).__name__}: {e}")
             raise
+        self._built(version, None)
         _settle()
         return running
+
+    def _built(self, version: AppVersion, error: str | None) -> None:
+        """The status page's state of an app whose build ended (`error`: it failed)."""
+        if self.versions.get(version.name) is version:  # (else: retired meanwhile)
+            status.update(version.name, state="failed" if error else "ready", error=error)
 
     def _app_pool(self) -> Executor:
         """Where one app's guests run: a group of the shared pool, in which at most
@@ -318,12 +354,18 @@ class AppHost:
                 await _plain(send, 404, "")
             return
         version.begin()
+        cold = version.running is None and version.error is None  # it waits for the build
+        began = time.perf_counter() if cold else 0.0
         try:
             running = await version.ready(self._build, self._builds)
         except BuildFailed:
             version.done()
+            if self.metrics is not None:
+                self.metrics.request(name, cold, time.perf_counter() - began)
             await _plain(send, 503, f"app {name!r} could not be started (see the host's status)")
             return
+        if self.metrics is not None:
+            self.metrics.request(name, cold, time.perf_counter() - began if cold else 0.0)
         try:
             await running.trigger(scope, receive, send)  # on its own group of the pool
         finally:

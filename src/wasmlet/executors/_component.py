@@ -20,7 +20,7 @@ from wasmtime.component import Component, Linker
 
 from ..engine import Limits, WasmEngine
 from ..errors import EngineError
-from ..observe import metrics
+from ..observe import metrics, spans
 from ..runtime import PreparedComponent
 from ..wasi import (
     GuestError,
@@ -135,7 +135,8 @@ class ComponentHandler:
         else:
             log.error("component %s trapped: %s", self.component_id, _trap_summary(text))
         if self.metrics is not None:
-            self.metrics.failed(kind)
+            self.metrics.failed(kind, text)  # with its backtrace, for the status page
+        spans.failed(kind)  # the guest's span, with traces on
 
 
 def failure_kind(text: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl, unquote
 
+from ..observe import spans
 from ._output import STDERR_CAP
 from ._wasi_command import RunOutcome, WasiCommand
 from .headers import client_addr, forwarded_headers, full_url
@@ -196,8 +197,11 @@ class WagiExecutor:
 
     def to_response(self, outcome: RunOutcome) -> HttpResponse:
         cid = self.component_id
-        if self.metrics is not None and (kind := failure_kind(outcome)) is not None:
-            self.metrics.failed(kind)
+        kind = failure_kind(outcome)
+        if kind is not None:
+            if self.metrics is not None:
+                self.metrics.failed(kind, self._failure_text(outcome), outcome.stderr)
+            spans.failed(kind)  # the guest's span, with traces on
         if outcome.overflowed:
             limit = self.command.limits.max_output
             log.error("component %s wrote more than %d bytes to stdout", cid, limit)
@@ -218,9 +222,18 @@ class WagiExecutor:
             log.error("component %s: %s", cid, e)
             return HttpResponse(e.status, body=e.body)
 
+    def _failure_text(self, outcome: RunOutcome) -> str:
+        """What went wrong (a trap: wasmtime's error, with its backtrace), for the status page."""
+        if outcome.overflowed:
+            return f"wrote more than {self.command.limits.max_output} bytes to stdout"
+        if outcome.trap is not None:
+            return outcome.trap
+        return f"exited with status {outcome.exit_code}"
+
     def _log_stderr(self, outcome: RunOutcome) -> None:
         if outcome.stderr:
+            cid = self.component_id
             for line in outcome.stderr.decode("utf-8", "replace").splitlines():
-                log.info("[%s] %s", self.component_id, line)
+                log.info("[%s] %s", cid, line, extra={"guest": (cid, "stderr", line)})
         if outcome.stderr_cut:
             log.warning("component %s: stderr past %d bytes dropped", self.component_id, STDERR_CAP)

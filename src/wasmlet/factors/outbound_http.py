@@ -9,12 +9,13 @@ component's `OutboundHttp` pairs its `allowed_outbound_hosts` with that transpor
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..observe import metrics
+from ..observe import metrics, spans
 from ..wasi.http import (
     OUTBOUND_HTTP,
     OUTGOING_INTERFACES,
@@ -72,6 +73,43 @@ class TimedTransport:
         self.inner.close()
 
 
+class TracedTransport:
+    """A transport whose requests are traced (with traces on): a client span per request,
+    from the start to the response head (or the error), and the request carries the trace
+    (`traceparent`, `tracestate`: what the guest set under those names is replaced)."""
+
+    def __init__(self, inner: Transport, traced: spans.OutboundHttpSpans) -> None:
+        self.inner = inner
+        self.spans = traced
+
+    def __call__(self, request: OutboundRequest) -> concurrent.futures.Future[SendOutcome]:
+        span, trace_headers = self.spans.start(request.method, request.url)  # the guest's thread
+        names = {k for k, _ in trace_headers}
+        headers = [(k, v) for k, v in request.headers if k.lower() not in names]
+        headers += [(k, v.encode("latin-1")) for k, v in trace_headers]
+        try:
+            future = self.inner(dataclasses.replace(request, headers=headers))
+        except BaseException as e:
+            self.spans.finish(span, None, type(e).__qualname__)
+            raise
+
+        def done(f: concurrent.futures.Future[SendOutcome]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                self.spans.finish(span, None, "cancelled" if f.cancelled() else "exception")
+                return
+            outcome = f.result()
+            if isinstance(outcome, IncomingResponse):
+                self.spans.finish(span, outcome.status, None)
+            else:  # a wasi:http error-code: its case name
+                self.spans.finish(span, None, outcome if isinstance(outcome, str) else outcome[0])
+
+        future.add_done_callback(done)
+        return future
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class OutboundHttpFactor(Factor[OutboundHttpApp, OutboundHttp]):
     key = OUTBOUND_HTTP
     interfaces = tuple(OUTGOING_INTERFACES)
@@ -84,6 +122,9 @@ class OutboundHttpFactor(Factor[OutboundHttpApp, OutboundHttp]):
         calls = metrics.outbound("http")
         if calls is not None:
             transport = TimedTransport(transport, calls)
+        traced = spans.outbound_http()
+        if traced is not None:
+            transport = TracedTransport(transport, traced)
         return OutboundHttpApp(ctx.self_origin, transport, ctx.self_host)
 
     def prepare(self, state: OutboundHttpApp, ctx: ComponentContext) -> OutboundHttp:

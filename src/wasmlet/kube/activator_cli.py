@@ -64,7 +64,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_activator(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     host = HostOptions(
         state_dir=args.state_dir.resolve(),
         engine=EngineSettings(cache_dir=None if args.no_cache else args.cache_dir),
@@ -90,6 +90,7 @@ def cmd_activator(args: argparse.Namespace) -> int:
         listen=args.listen,
         workers=args.workers,
         log_level=args.log_level,
+        log_format=args.log_format,
         limits=limits_from_args(args),
     )
     with serving(args.metrics_listen, serve_opts.workers):

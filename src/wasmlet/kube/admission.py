@@ -7,6 +7,7 @@ names the field and says what to do.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,12 +17,14 @@ from . import activator_apps
 from .models import (
     WASMLET_ONLY,
     Autoscaler,
+    ExecutorDeploymentConfig,
     SpinApp,
     SpinAppExecutor,
     SpinAppExecutorSpec,
     SpinAppSpec,
 )
 from .quantity import parse_bytes
+from .reconcile import HTTP_PORT
 
 MAX_APP_NAME = 52  # `core.spinkube.dev/app.<name>.status` must be a valid label key (63)
 VARIABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -291,21 +294,42 @@ def validate_app_body(
     return errors if app is None else validate_app(app, executors)
 
 
+def _validate_observability(config: ExecutorDeploymentConfig) -> list[str]:
+    """The otel endpoints are URLs (the OTel SDKs take nothing else); the metrics port is
+    not the app's."""
+    errors = []
+    otel = config.otel.model_dump() if config.otel is not None else {}
+    for field, value in otel.items():
+        parsed = urllib.parse.urlsplit(value or "")
+        if value and (parsed.scheme not in ("http", "https") or not parsed.hostname):
+            errors.append(
+                f"spec.deploymentConfig.otel.{field}: {value!r} is not an http:// or https:// "
+                "URL (e.g. http://otel-collector.observability.svc.cluster.local:4318)"
+            )
+    if config.metrics is not None and config.metrics.port == HTTP_PORT:
+        errors.append(
+            f"spec.deploymentConfig.metrics.port: {HTTP_PORT} is the app's own port; "
+            "choose another (default 9090)"
+        )
+    return errors
+
+
 def validate_executor(spec: SpinAppExecutorSpec) -> list[str]:
     config = spec.deployment_config
     runtime_class = config.runtime_class_name if config else None
     image = config.spin_image if config else None
+    errors = _validate_observability(config) if config is not None else []
     if runtime_class and image:
-        return [
+        errors.append(
             "spec.deploymentConfig: set runtimeClassName or spinImage, not both "
             "(a runtime class runs the app in a shim; spinImage runs it in a container)"
-        ]
-    if spec.create_deployment and not (runtime_class or image):
-        return [
+        )
+    elif spec.create_deployment and not (runtime_class or image):
+        errors.append(
             "spec.deploymentConfig: createDeployment needs runtimeClassName "
             "(e.g. wasmtime-spin-v2) or spinImage (e.g. the wasmlet image)"
-        ]
-    return []
+        )
+    return errors
 
 
 def validate_executor_body(body: Mapping[str, Any]) -> list[str]:

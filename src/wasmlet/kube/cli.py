@@ -164,6 +164,12 @@ def _add_operator(sub: Any) -> None:
     )
     p.add_argument("--liveness-port", type=int, metavar="PORT", help="serve /healthz here")
     p.add_argument(
+        "--metrics-listen",
+        metavar="ADDR",
+        help="serve Prometheus metrics at http://ADDR/metrics, e.g. 0.0.0.0:9090: reconciles "
+        "by kind and outcome, their durations and errors by reason (default: none)",
+    )
+    p.add_argument(
         "--retry-delay",
         type=float,
         default=10.0,
@@ -352,5 +358,6 @@ def cmd_operator(args: argparse.Namespace) -> int:
         liveness=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
         read_triggers=not args.no_read_triggers,
         insecure_registries=tuple(args.insecure_registry),
+        metrics_listen=args.metrics_listen,
     )
     return main(config)

@@ -37,6 +37,7 @@ KINDS: dict[str, Kind] = {
     "EndpointSlice": Kind("discovery.k8s.io/v1", "endpointslices"),
     "HorizontalPodAutoscaler": Kind("autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": Kind("keda.sh/v1alpha1", "scaledobjects"),
+    "ServiceMonitor": Kind("monitoring.coreos.com/v1", "servicemonitors"),
     "CustomResourceDefinition": Kind(
         "apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False
     ),

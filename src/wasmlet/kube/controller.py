@@ -17,18 +17,40 @@ from typing import Any, NoReturn, Protocol
 
 from pydantic import ValidationError
 
-from . import ACTIVATOR_NAME, APP_NAME_LABEL, DEFAULT_NAMESPACE, SERVICE_NAME_LABEL, pods_service
+from . import (
+    ACTIVATOR_NAME,
+    APP_NAME_LABEL,
+    DEFAULT_NAMESPACE,
+    SERVICE_NAME_LABEL,
+    appmetrics,
+    pods_service,
+)
 from . import reconcile as rec
 from . import routing as rt
 from .admission import pydantic_messages, validate_executor
 from .apptriggers import AppTriggers, TriggerReader
 from .client import ApiError, KubeClient
 from .models import SpinApp, SpinAppExecutor
+from .opmetrics import ReconcileMetrics
 from .rtconfig import RUNTIME_CONFIG_KEY, RuntimeConfigError, ValueRef, references
 
 log = logging.getLogger("wasmlet.kube")
 
 AUTOSCALER_KINDS = ("HorizontalPodAutoscaler", "ScaledObject")
+# Objects whose API an add-on brings: (Event reason, message) when it is not installed.
+ADD_ON_MISSING = {
+    "ScaledObject": (
+        "AutoscalerUnavailable",
+        "spec.autoscaler.type keda: KEDA is not installed (no keda.sh/v1alpha1 ScaledObject "
+        "API); install KEDA or use type: hpa",
+    ),
+    "ServiceMonitor": (
+        "ServiceMonitorUnavailable",
+        "the executor's deploymentConfig.metrics.serviceMonitor: the Prometheus Operator is "
+        "not installed (no monitoring.coreos.com/v1 ServiceMonitor API); install it or remove "
+        "serviceMonitor (the pods' prometheus.io/* annotations stay)",
+    ),
+}
 
 
 class Recorder(Protocol):
@@ -63,6 +85,11 @@ def _runtime_config_secret(deployment: Mapping[str, Any] | None) -> str | None:
         if volume.get("name") == rec.RUNTIME_CONFIG_VOLUME:
             return (volume.get("secret") or {}).get("secretName")
     return None
+
+
+def _reason(error: Exception) -> str:
+    """A failed reconcile's reason label: the Event reason, else the exception's type."""
+    return error.reason if isinstance(error, ControllerError) else type(error).__name__
 
 
 def default_ca_bundle() -> str | None:
@@ -104,6 +131,8 @@ class Controller:
     triggers: TriggerReader = field(default_factory=TriggerReader)
     _triggers_warned: dict[tuple[str, str], str] = field(default_factory=dict)
     _serviceless: set[tuple[str, str]] = field(default_factory=set)  # no HTTP trigger
+    #: reconcile counts and durations (`--metrics-listen`); None: not measured
+    metrics: ReconcileMetrics | None = None
 
     def _limit(self) -> asyncio.Semaphore:
         if self._slots is None:
@@ -179,7 +208,16 @@ class Controller:
         if lock is None:
             lock = self._app_locks[key] = asyncio.Lock()
         async with lock, self._limit():  # the app's lock first: waiting takes no slot
-            return await self._reconcile(body)
+            if self.metrics is None:
+                return await self._reconcile(body)
+            started = self.metrics.clock()
+            try:
+                desired = await self._reconcile(body)
+            except Exception as e:
+                self.metrics.failed("SpinApp", started, _reason(e))
+                raise
+            self.metrics.done("SpinApp", started, requeue=desired.requeue_after is not None)
+            return desired
 
     async def _reconcile(self, body: Mapping[str, Any]) -> rec.Desired:
         try:
@@ -277,14 +315,8 @@ class Controller:
             try:
                 await self.client.apply(obj)
             except ApiError as e:
-                if obj["kind"] == "ScaledObject" and e.status == 404:
-                    self._fail(
-                        body,
-                        "AutoscalerUnavailable",
-                        "spec.autoscaler.type keda: KEDA is not installed (no keda.sh/v1alpha1 "
-                        "ScaledObject API); install KEDA or use type: hpa",
-                        retry=True,
-                    )
+                if obj["kind"] in ADD_ON_MISSING and e.status == 404:
+                    self._fail(body, *ADD_ON_MISSING[obj["kind"]], retry=True)
                 raise
         if desired.deployment is None:
             await self.client.delete("Deployment", app.namespace, app.name)
@@ -314,6 +346,13 @@ class Controller:
         for kind in AUTOSCALER_KINDS:
             if kind != wanted and await self._owned(kind, app, name):
                 await self.client.delete(kind, app.namespace, name)
+        if desired.service_monitor is None and appmetrics.scraped(previous):
+            for kind, leftover in (
+                ("ServiceMonitor", app.name),
+                ("Service", appmetrics.service_name(app.name)),
+            ):
+                if await self._owned(kind, app, leftover):
+                    await self.client.delete(kind, app.namespace, leftover)
         was_routed = app.status is not None and app.status.served_by is not None
         if desired.plan is None and was_routed:  # no longer type wasmlet
             for kind, leftover in (
@@ -439,24 +478,40 @@ class Controller:
 
     async def executor_changed(self, namespace: str, apps: list[str]) -> list[str]:
         """Re-reconcile the apps of a created/changed executor; the names that failed."""
+        started = self.metrics.clock() if self.metrics is not None else 0.0
         failed = []
-        for name in sorted(apps):
-            body = await self.client.get("SpinApp", namespace, name)
-            if body is None:
-                continue
-            try:
-                await self.reconcile(body)
-            except ControllerError:
-                failed.append(name)
+        try:
+            for name in sorted(apps):
+                body = await self.client.get("SpinApp", namespace, name)
+                if body is None:
+                    continue
+                try:
+                    await self.reconcile(body)
+                except ControllerError:
+                    failed.append(name)
+        except Exception as e:
+            if self.metrics is not None:
+                self.metrics.failed("SpinAppExecutor", started, _reason(e))
+            raise
+        if self.metrics is not None:
+            if failed:  # (each app's own reason is counted under kind SpinApp)
+                self.metrics.failed("SpinAppExecutor", started, "AppsNotReconciled")
+            else:
+                self.metrics.done("SpinAppExecutor", started)
         return failed
 
     def executor_deletable(self, body: Mapping[str, Any], apps: list[str]) -> None:
         """Refuse (Event + retryable error) while SpinApps still use the executor."""
+        started = self.metrics.clock() if self.metrics is not None else 0.0
         if apps:
             listed = ", ".join(sorted(apps))
+            if self.metrics is not None:
+                self.metrics.failed("SpinAppExecutor", started, "ExecutorInUse")
             self._fail(
                 body,
                 "ExecutorInUse",
                 f"SpinAppExecutor is used by SpinApp(s) {listed}; delete or move them first",
                 retry=True,
             )
+        if self.metrics is not None:
+            self.metrics.done("SpinAppExecutor", started)

@@ -25,7 +25,9 @@ from . import (
     HEALTH_PATH,
 )
 from ._yaml import dump
+from .appmetrics import pod_annotations
 from .crds import crds
+from .models import ExecutorMetrics
 from .operator import WEBHOOK_IDS
 
 NAMESPACE = DEFAULT_NAMESPACE
@@ -34,6 +36,7 @@ WEBHOOK_SERVICE = "wasmlet-webhook"
 WEBHOOK_SECRET = "wasmlet-webhook-tls"
 WEBHOOK_PORT = 9443
 HEALTH_PORT = 8080
+METRICS_PORT = 9090  # the operator's reconcile metrics (opmetrics.py)
 LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/part-of": "wasmlet"}
 TLS_DIR = "/tls"
 WEBHOOK_ARGS = [
@@ -93,6 +96,8 @@ def cluster_role() -> dict[str, Any]:
             _rule("", ["events"], ["create", "patch"]),
             _rule("autoscaling", ["horizontalpodautoscalers"], write),
             _rule("keda.sh", ["scaledobjects"], write),
+            # executors with metrics.serviceMonitor (Prometheus Operator)
+            _rule("monitoring.coreos.com", ["servicemonitors"], write),
             # autoscaler type wasmlet: the slice of Service <app> it writes, and the slices
             # of Service <app>-pods and of the activator it reads (and watches)
             _rule("discovery.k8s.io", ["endpointslices"], ["list", "watch", *write]),
@@ -130,7 +135,11 @@ _POD_SECURITY = {
 
 def _container(image: str, webhooks: bool) -> dict[str, Any]:
     args = ["kube", "operator", "--all-namespaces", "--liveness-port", str(HEALTH_PORT)]
-    ports = [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}]
+    args += ["--metrics-listen", f"0.0.0.0:{METRICS_PORT}"]
+    ports = [
+        {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+    ]
     container: dict[str, Any] = {
         "name": "operator",
         "image": image,
@@ -176,7 +185,14 @@ def operator_deployment(image: str = DEFAULT_IMAGE, webhooks: bool = False) -> d
             "replicas": 1,  # kopf runs standalone: one operator at a time
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
-            "template": {"metadata": {"labels": dict(LABELS)}, "spec": pod},
+            "template": {
+                "metadata": {
+                    "labels": dict(LABELS),
+                    # scraped as the apps' pods are (appmetrics.py)
+                    "annotations": pod_annotations(ExecutorMetrics(port=METRICS_PORT)),
+                },
+                "spec": pod,
+            },
         },
     }
 

@@ -337,17 +337,69 @@ class SpinApp(_Model):
 
 
 class Otel(_Model):
-    """OpenTelemetry exporter endpoints (snake_case JSON names, as in SpinKube)."""
+    """OpenTelemetry exporter endpoints, http(s) URLs (snake_case JSON names, as in SpinKube)."""
 
-    exporter_otlp_endpoint: str | None = Field(default=None, alias="exporter_otlp_endpoint")
+    # -> the pods' OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT
+
+    exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        alias="exporter_otlp_endpoint",
+        description="OTEL_EXPORTER_OTLP_ENDPOINT: the collector of every signal, e.g. "
+        "http://otel-collector.observability.svc.cluster.local:4318.",
+    )
     exporter_otlp_traces_endpoint: str | None = Field(
-        default=None, alias="exporter_otlp_traces_endpoint"
+        default=None,
+        alias="exporter_otlp_traces_endpoint",
+        description="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: traces only (a full URL).",
     )
     exporter_otlp_metrics_endpoint: str | None = Field(
-        default=None, alias="exporter_otlp_metrics_endpoint"
+        default=None,
+        alias="exporter_otlp_metrics_endpoint",
+        description="OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: metrics only (a full URL).",
     )
     exporter_otlp_logs_endpoint: str | None = Field(
-        default=None, alias="exporter_otlp_logs_endpoint"
+        default=None,
+        alias="exporter_otlp_logs_endpoint",
+        description="OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: logs only (a full URL).",
+    )
+
+
+#: A Prometheus duration (the Prometheus Operator's `Duration` pattern): 30s, 1m, 1h30m.
+PROMETHEUS_DURATION = (
+    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
+
+
+class ServiceMonitorConfig(_Model):
+    """wasmlet: a ServiceMonitor per app, scraping Service <app>-metrics (Prometheus Operator)."""
+
+    interval: str | None = Field(
+        default=None,
+        pattern=PROMETHEUS_DURATION,
+        description="Scrape interval, e.g. 30s (default: the Prometheus' own).",
+    )
+    labels: StrMap | None = Field(
+        default=None,
+        description="Labels of the ServiceMonitor, e.g. release: prometheus, so that a "
+        "Prometheus' serviceMonitorSelector picks it.",
+    )
+
+
+class ExecutorMetrics(_Model):
+    """wasmlet: the pods serve Prometheus metrics (WASMLET_METRICS_LISTEN), scrape-annotated."""
+
+    # Served by wasmlet's shim and the wasmlet image (`wasmlet up`); see appmetrics.py.
+
+    port: int = Field(
+        default=9090,
+        ge=1,
+        le=65535,
+        description="Container port of /metrics (default 9090; not the app's port 80).",
+    )
+    service_monitor: ServiceMonitorConfig | None = Field(
+        default=None,
+        description="Also create a ServiceMonitor (monitoring.coreos.com/v1) per app; needs "
+        "the Prometheus Operator.",
     )
 
 
@@ -370,6 +422,7 @@ class ExecutorDeploymentConfig(_Model):
         default=None, alias="installDefaultCACerts", description="Create Secret spin-ca."
     )
     otel: Otel | None = None
+    metrics: ExecutorMetrics | None = None
 
 
 class SpinAppExecutorSpec(_Model):

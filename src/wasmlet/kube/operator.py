@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import kopf
 
+from ..observe.endpoint import serving
 from ..oci.reference import normalize_registry
 from . import (
     ACTIVATOR_NAME,
@@ -31,6 +32,7 @@ from .apptriggers import TriggerReader
 from .client import KubeClient
 from .controller import Controller, ControllerError
 from .models import SpinAppExecutorSpec
+from .opmetrics import ReconcileMetrics
 
 log = logging.getLogger("wasmlet.kube")
 
@@ -81,6 +83,7 @@ class OperatorConfig:
     scale_down_grace: float = rt.GRACE_SECONDS  # traffic on the activator before pods go
     read_triggers: bool = True  # read each app's triggers from its image (apptriggers.py)
     insecure_registries: tuple[str, ...] = ()  # registries read over plain HTTP
+    metrics_listen: str | None = None  # serve reconcile metrics at http://ADDR/metrics
 
 
 def _raise(e: ControllerError, delay: float) -> NoReturn:
@@ -105,8 +108,11 @@ def _executor_specs(index: Executors, namespace: str | None) -> dict[str, SpinAp
     return specs
 
 
-def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.OperatorRegistry:
-    """Register every handler; `state["controller"]` is set at startup."""
+def build_registry(
+    config: OperatorConfig, state: dict[str, Any], metrics: ReconcileMetrics | None = None
+) -> kopf.OperatorRegistry:
+    """Register every handler; `state["controller"]` is set at startup (counting its
+    reconciles in `metrics`, if given)."""
     registry = kopf.OperatorRegistry()
     on = kopf.on
 
@@ -139,6 +145,7 @@ def build_registry(config: OperatorConfig, state: dict[str, Any]) -> kopf.Operat
                 frozenset(normalize_registry(r) for r in config.insecure_registries),
                 enabled=config.read_triggers,
             ),
+            metrics=metrics,
         )
 
     @on.cleanup(id="disconnect", registry=registry)
@@ -329,18 +336,22 @@ def _register_admission(registry: kopf.OperatorRegistry) -> None:
 
 
 async def run(config: OperatorConfig, stop_flag: Any = None, ready_flag: Any = None) -> None:
-    """Run the operator until `stop_flag` is set (or forever)."""
+    """Run the operator until `stop_flag` is set (or forever); with `metrics_listen`, its
+    reconcile metrics are served there for as long (the address is bound first, so a bad one
+    fails before anything is watched)."""
     state: dict[str, Any] = {}
-    registry = build_registry(config, state)
-    await kopf.operator(
-        registry=registry,
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
-        standalone=True,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-        liveness_endpoint=config.liveness,
-    )
+    metrics = ReconcileMetrics() if config.metrics_listen is not None else None
+    registry = build_registry(config, state, metrics)
+    with serving(config.metrics_listen, registry=metrics.registry if metrics else None):
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            standalone=True,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            liveness_endpoint=config.liveness,
+        )
 
 
 def main(config: OperatorConfig) -> int:

@@ -17,6 +17,7 @@ from . import (
     APP_NAME_LABEL,
     FIELD_MANAGER,
     SERVICE_NAME_LABEL,
+    appmetrics,
     pods_service,
     ready_label,
 )
@@ -70,6 +71,9 @@ class Desired:
     endpoint_slice: dict[str, Any] | None = None
     plan: rt.Plan | None = None
     warnings: tuple[tuple[str, str], ...] = ()  # (Event reason, message) to post
+    # executor `metrics.serviceMonitor` (appmetrics.py): Service <app>-metrics, ServiceMonitor
+    metrics_service: dict[str, Any] | None = None
+    service_monitor: dict[str, Any] | None = None
 
     def objects(self) -> list[dict[str, Any]]:
         """In apply order: secrets before the Deployment that mounts them; the EndpointSlice
@@ -82,6 +86,8 @@ class Desired:
             self.endpoint_slice,
             self.service,
             self.autoscaler,
+            self.metrics_service,
+            self.service_monitor,
         ]
         return [o for o in found if o is not None]
 
@@ -134,6 +140,9 @@ def _env(app: SpinApp, executor: SpinAppExecutor) -> list[dict[str, Any]]:
     if config is not None and config.otel is not None:
         otel = config.otel.model_dump()
         env += [{"name": OTEL_ENV[k], "value": v} for k, v in otel.items() if v]
+    metrics = appmetrics.config(executor)
+    if metrics is not None:
+        env.append(appmetrics.env(metrics))
     if spec.components:
         env.append({"name": "SPIN_COMPONENTS_TO_RETAIN", "value": ",".join(spec.components)})
     memory = (spec.invocation_limits or {}).get("memory")
@@ -163,8 +172,14 @@ def _app_container(
         container |= {"image": spec.image, "command": ["/"]}
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
+    ports = []
     if http:  # (an app without an HTTP trigger listens on nothing)
-        container["ports"] = [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}]
+        ports.append({"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"})
+    metrics = appmetrics.config(executor)
+    if metrics is not None:
+        ports.append(appmetrics.container_port(metrics))
+    if ports:
+        container["ports"] = ports
     container["env"] = _env(app, executor)
     if spec.resources is not None:
         resources = spec.resources.dump()
@@ -246,8 +261,11 @@ def deployment(
     template_meta: dict[str, Any] = {
         "labels": dict(spec.pod_labels or {}) | selector_labels(app.name)
     }
-    if spec.pod_annotations:
-        template_meta["annotations"] = dict(spec.pod_annotations)
+    metrics = appmetrics.config(executor)
+    annotations = appmetrics.pod_annotations(metrics) if metrics is not None else {}
+    annotations |= spec.pod_annotations or {}
+    if annotations:
+        template_meta["annotations"] = annotations
     body: dict[str, Any] = {}
     if replicas is not None:
         body["replicas"] = replicas
@@ -427,6 +445,11 @@ def desired(
     ):
         ca = ca_secret(executor, app.namespace, ca_bundle)
     make_deployment = executor.spec.create_deployment
+    metrics = appmetrics.config(executor) if make_deployment else None
+    monitoring: dict[str, Any] = {}
+    if metrics is not None and metrics.service_monitor is not None:
+        monitoring["metrics_service"] = appmetrics.service(app, metrics)
+        monitoring["service_monitor"] = appmetrics.service_monitor(app, metrics)
     if rt.is_wasmlet(app):
         plan = plan if plan is not None else rt.plan(app)
         return Desired(
@@ -442,6 +465,7 @@ def desired(
             pods_service=pods_service_object(app),
             endpoint_slice=endpoint_slice(app, plan),
             plan=plan,
+            **monitoring,
         )
     return Desired(
         service=service(app) if http else None,
@@ -450,6 +474,7 @@ def desired(
         ca_secret=ca if make_deployment else None,
         autoscaler=autoscaler(app) if make_deployment else None,
         warnings=tuple(warnings),
+        **monitoring,
     )
 
 

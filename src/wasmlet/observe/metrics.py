@@ -20,6 +20,8 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from . import status
+
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -44,6 +46,8 @@ INSTANTIATION_BUCKETS = (
 KNOWN_METHODS = frozenset(
     ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
 )
+# A multi-app host's cold start: building an app takes milliseconds (a Wagi module) to seconds.
+COLD_START_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The kinds of `wasmlet_guest_failures_total` (docs/observability.md says when each counts).
 FAILURE_KINDS = ("trap", "timeout", "memory_limit", "output_limit", "exit")
 # The host APIs whose calls `wasmlet_outbound_*` count (`api` label).
@@ -110,6 +114,20 @@ class _Families:
             (*_APP_COMPONENT, "trigger", "outcome"),
             registry=registry,
         )
+        self.host_requests = Counter(
+            "wasmlet_host_requests",
+            "Requests a multi-app host passed to an app; cold_start: the app was not loaded "
+            "(built) when the request came, so it waited for that",
+            ("app", "cold_start"),
+            registry=registry,
+        )
+        self.cold_start = Histogram(
+            "wasmlet_host_cold_start_duration_seconds",
+            "How long a cold request waited for its app to be loaded (built) by a multi-app host",
+            ("app",),
+            buckets=COLD_START_BUCKETS,
+            registry=registry,
+        )
 
 
 _families: _Families | None = None
@@ -148,6 +166,7 @@ def enable(multiprocess_dir: str | None = None) -> None:
             registry = CollectorRegistry()
         _families = _Families(registry)
         _registry, _multiprocess_dir = registry, multiprocess_dir
+        status.enable(multiprocess_dir)  # the status page's apps and failures, on the same flag
 
 
 def enable_from_environment() -> bool:
@@ -253,12 +272,14 @@ class ComponentMetrics:
     def instantiated(self, took: float) -> None:
         self._instantiation.observe(took)
 
-    def failed(self, kind: str) -> None:
-        """A guest run failed (`kind` one of FAILURE_KINDS)."""
+    def failed(self, kind: str, detail: str = "", stderr: bytes = b"") -> None:
+        """A guest run failed (`kind` one of FAILURE_KINDS): counted, and kept for the status
+        page with `detail` (the error, with its wasm backtrace) and the guest's `stderr`."""
         counter = self._failures.get(kind)
         if counter is None:
             counter = self._failures[kind] = self._f.failures.labels(*self.labels, kind)
         counter.inc()
+        status.guest_failed(*self.labels, kind, detail or kind, stderr)
 
     def handled(self, trigger: str, ok: bool) -> None:
         """A message trigger's message was handled (`ok`: successfully)."""
@@ -296,6 +317,31 @@ class OutboundCalls:
         children[0].observe(took)
         if failed:
             children[1].inc()
+
+
+class HostMetrics:
+    """A multi-app host's per-app request counts and cold starts (the event loop's thread)."""
+
+    __slots__ = ("_children", "_f")
+
+    def __init__(self, families: _Families) -> None:
+        self._f = families
+        self._children: dict[tuple[str, bool], Counter] = {}
+
+    def request(self, app: str, cold: bool, waited: float = 0.0) -> None:
+        """A request passed to `app`; `cold`: it waited `waited` seconds for the app's load."""
+        counter = self._children.get((app, cold))
+        if counter is None:
+            counter = self._f.host_requests.labels(app, "true" if cold else "false")
+            self._children[app, cold] = counter
+        counter.inc()
+        if cold:
+            self._f.cold_start.labels(app).observe(waited)
+
+
+def host() -> HostMetrics | None:
+    """A multi-app host's metrics, or None when metrics are off."""
+    return HostMetrics(_families) if _families is not None else None
 
 
 def http(app: str) -> HttpMetrics | None:

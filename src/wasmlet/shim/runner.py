@@ -6,7 +6,9 @@ already imported, so starting is building, not importing), or, with no template,
 
 1. `enter`: the task's cgroup, its network namespace (or a new one) and a private mount
    namespace where the spec's bind mounts are mounted into the container's root filesystem;
-2. `load` the app, then `build` it with the container's environment and the root
+2. with `WASMLET_METRICS_LISTEN` in the container's environment, serve Prometheus metrics
+   there (`serve_metrics`: bound in the task's network namespace, switched on before the
+   app is built); `load` the app, then `build` it with the container's environment and the root
    filesystem's `/runtime-config.toml`: variables resolved, components mapped from the
    node's precompiled artifacts (the engine made here, after the fork), the listening socket
    bound if the app has an HTTP trigger (so a bad address or a port in use is a startup
@@ -55,6 +57,8 @@ from ..errors import WasmletError
 from ..gate import RunGate
 from ..locked import LockedApp
 from ..logs import configure_logging
+from ..observe import status
+from ..observe.endpoint import MetricsEndpoint
 from ..running import AppOptions, RunningApp, Shared, build_app
 from ..runtime_config import load_runtime_config
 from ..trigger import TriggerTasks, with_triggers
@@ -63,6 +67,7 @@ from . import linux
 from .appload import load as load_app
 from .runnerconfig import (
     GO_FD,
+    METRICS_ENV,
     RUNTIME_CONFIG,
     STATUS_FD,
     SUBSCRIBE_TIMEOUT,
@@ -89,6 +94,7 @@ def run_forked(data: dict[str, Any], go: int, status: int) -> int:
         # wasmtime's WASI runs on a tokio runtime made at the first request, with a thread
         # per core by default; a task's guests block on it one at a time
         os.environ.setdefault("TOKIO_WORKER_THREADS", "1")
+        serve_metrics(config.env)
         served, sock = build(config, load(config))
         server: TaskServer | TriggerTask = (
             TaskServer(served, sock, sys.stdout, _watcher(served, status))
@@ -121,6 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     """A runner started as a program (no template): CONFIG, GO_FD and STATUS_FD."""
     args = sys.argv[1:] if argv is None else argv
     return run_forked(json.loads(Path(args[0]).read_text()), GO_FD, STATUS_FD)
+
+
+def serve_metrics(env: dict[str, str]) -> MetricsEndpoint | None:
+    """`WASMLET_METRICS_LISTEN` from the container's environment: serve /metrics there, on a
+    thread, until the task exits. Bound in the task's network namespace (the pod's), before
+    the app is built (what is built earlier has no metrics); a bad address or a port in use
+    is a startup error naming the variable."""
+    addr = env.get(METRICS_ENV)
+    if not addr:
+        return None
+    endpoint = MetricsEndpoint(addr, name=METRICS_ENV)
+    endpoint.start()
+    print(f"Metrics: {endpoint.url}", flush=True)
+    return endpoint
 
 
 def _report(fd: int, value: dict[str, Any]) -> None:
@@ -332,9 +352,12 @@ class ServedTask:
         return timeout + 5 if timeout > 0 else None
 
     def start(self) -> None:
-        pass  # no ticker to start: the pool ticks while guests run
+        # (no ticker to start: the pool ticks while guests run) Listed on the status page of
+        # WASMLET_METRICS_LISTEN; nothing without it.
+        status.register(self.running.app.name, status.describe_app(self.running.app), state="ready")
 
     def close(self) -> None:
+        status.unregister(self.running.app.name)
         self.running.close()
         self.running.shared.close()
 
@@ -437,6 +460,7 @@ class TriggerTask:
     def run(self) -> int:
         """Run until stopped; the task's exit status."""
         self.served.banner(None, self.out)
+        self.served.start()
         try:
             return asyncio.run(self._main())
         finally:

@@ -9,6 +9,9 @@ from typing import Any
 
 DEFAULT_LISTEN = "0.0.0.0:80"
 LISTEN_ENV = "SPIN_HTTP_LISTEN_ADDR"
+# HOST:PORT: the task serves Prometheus metrics at /metrics there, in the pod's network
+# namespace (the operator sets it for an executor with `metrics`; `wasmlet up` reads it too)
+METRICS_ENV = "WASMLET_METRICS_LISTEN"
 RUNTIME_CONFIG = "runtime-config.toml"  # at the root of the container's filesystem
 GO_FD = 3  # a runner started as a program: it waits for one byte here before serving
 # ... and reports JSON lines here: {"ok", "error"} once prepared (with "subscribe": seconds

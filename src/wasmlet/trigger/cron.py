@@ -46,6 +46,7 @@ from ..errors import ManifestError
 from ..executors import CronEventExecutor, cron_executor
 from ..gate import RunGate
 from ..locked import LockedApp
+from ..observe import spans
 from ..runtime import AppRuntime
 from . import run_guarded
 from .cron_schedule import CronError, Schedule, parse
@@ -130,6 +131,7 @@ class CronTrigger:
         self.jobs = plan(runtime.app)
         for job in self.jobs:
             job.executor = cron_executor(runtime, f"cron[{job.index}]", job.component)
+        self.observer = spans.messages(runtime.app.name, "cron")  # None: all off
 
     @property
     def ready(self) -> bool:
@@ -176,7 +178,13 @@ class CronTrigger:
         loop = asyncio.get_running_loop()
         what = f"the tick of {_utc(tick)} (component {job.component})"
         call = functools.partial(job.executor.handle, tick)
-        future = loop.run_in_executor(self.pool, run_guarded, self.gate, call, what)
+        if self.observer is None:
+            future = loop.run_in_executor(self.pool, run_guarded, self.gate, call, what)
+        else:
+            observed = self.observer.fired(job.schedule.expression, tick)
+            run = observed.on_thread(run_guarded, job.component)
+            future = loop.run_in_executor(self.pool, run, self.gate, call, what)
+            future.add_done_callback(lambda _f: observed.end())
         job.running.add(future)
         future.add_done_callback(job.running.discard)
 

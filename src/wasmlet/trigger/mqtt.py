@@ -39,6 +39,7 @@ from ..errors import ManifestError
 from ..executors import MqttMessageExecutor, mqtt_executor
 from ..gate import RunGate
 from ..locked import LockedApp
+from ..observe import spans
 from ..runtime import AppRuntime
 from . import handle_message
 
@@ -141,6 +142,7 @@ class MqttTrigger:
         self.subscriptions = plan(runtime.app, render)
         for sub in self.subscriptions:
             sub.executor = mqtt_executor(runtime, f"mqtt[{sub.index}]", sub.component)
+        self.observer = spans.messages(runtime.app.name, "mqtt")  # None: all off
 
     @property
     def ready(self) -> bool:
@@ -214,7 +216,17 @@ class MqttTrigger:
             topic, payload = await sub.queue.get()
             assert sub.executor is not None
             handle = sub.executor.handle
-            await loop.run_in_executor(self.pool, handle_message, self.gate, handle, payload, topic)
+            if self.observer is None:
+                await loop.run_in_executor(
+                    self.pool, handle_message, self.gate, handle, payload, topic
+                )
+                continue
+            call = self.observer.received(topic)
+            try:
+                run = call.on_thread(handle_message, sub.component)
+                await loop.run_in_executor(self.pool, run, self.gate, handle, payload, topic)
+            finally:
+                call.end()
 
 
 __all__ = ["MqttTrigger", "plan"]

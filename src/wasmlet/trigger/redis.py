@@ -31,6 +31,7 @@ from ..errors import ManifestError
 from ..executors import RedisMessageExecutor, redis_executor
 from ..gate import RunGate
 from ..locked import LockedApp
+from ..observe import spans
 from ..runtime import AppRuntime
 from . import handle_message
 
@@ -107,6 +108,7 @@ class RedisTrigger:
                 ]
             self.subscriptions.append(sub)
         self.client_name = f"wasmlet:{runtime.app.name}"  # as CLIENT LIST shows the connection
+        self.observer = spans.messages(runtime.app.name, "redis")  # None: all off
         self._subscribed: set[str] = set()  # addresses with a live subscription
 
     @property
@@ -159,14 +161,24 @@ class RedisTrigger:
         payload = payload if isinstance(payload, bytes) else str(payload).encode()
         components = sub.channels.get(channel, [])
         loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    self.pool, handle_message, self.gate, executor.handle, payload, channel
+        call = self.observer.received(channel) if self.observer is not None else None
+        try:
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        self.pool,
+                        handle_message if call is None else call.on_thread(handle_message, cid),
+                        self.gate,
+                        executor.handle,
+                        payload,
+                        channel,
+                    )
+                    for cid, executor in components
                 )
-                for _, executor in components
             )
-        )
+        finally:
+            if call is not None:
+                call.end()
 
 
 def _text(value: bytes | str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from wasmtime.component import LinkerInstance
 
 from ..gate import released
-from ..observe import metrics
+from ..observe import metrics, spans
 from ._abi import Err, Ty
 from ._calls import HostFunc, add_func, add_resource
 
@@ -97,16 +97,19 @@ class Interface:
                     add_resource(inst, rname, type_id, on_drop)
                 for f in self.funcs:
                     if f.index < 0:  # its first definition: wrapped once, here
-                        f.fn = self._wrapped(f.fn)
+                        f.fn = self._wrapped(f.fn, f.name)
                     add_func(inst, f)
 
-    def _wrapped(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """`fn` as the guest calls it: timed (with metrics on: decided when the first linker
-        is built, so a server without metrics pays nothing per call), inside the run gate's
-        release (a wait for the gate is not the call's time)."""
+    def _wrapped(self, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        """`fn` as the guest calls it: timed (with metrics on) and in a span (with traces on:
+        both decided when the first linker is built, so a server without them pays nothing
+        per call), inside the run gate's release (a wait for the gate is not the call's
+        time)."""
         calls = metrics.outbound(self.api) if self.api is not None else None
         if calls is not None:
             fn = _timed(fn, calls)
+        if self.api is not None:
+            fn = spans.host_call(self.api, name, fn)
         return _releasing(fn) if self.blocking else fn
 
 

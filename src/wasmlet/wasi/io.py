@@ -211,20 +211,26 @@ class LogOutputStream(OutputStream):
 
     def __init__(self, component_id: str, name: str) -> None:
         self.prefix = f"[{component_id}] " if name == "stdout" else f"[{component_id} {name}] "
+        self.component_id, self.name = component_id, name
         self.pending = b""
 
     def write(self, data: bytes) -> None:
         self.pending += data
         *lines, self.pending = self.pending.split(b"\n")
         for line in lines:
-            log.info("%s%s", self.prefix, line.decode("utf-8", "replace"))
+            self._log(line)
         if len(self.pending) > 8192:
             self.close()
 
     def close(self) -> None:  # flush() keeps a partial line: print() writes "\n" separately
         if self.pending:
-            log.info("%s%s", self.prefix, self.pending.decode("utf-8", "replace"))
+            self._log(self.pending)
             self.pending = b""
+
+    def _log(self, line: bytes) -> None:
+        text = line.decode("utf-8", "replace")
+        # `guest`: what a JSON log line reports (logs.JsonFormatter)
+        log.info("%s%s", self.prefix, text, extra={"guest": (self.component_id, self.name, text)})
 
 
 # -- waiting ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from wasmlet.shim.proto import rpc_status_pb2 as wasmlet_dot_shim_dot_proto_dot_
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n\x1ewasmlet/shim/proto/ttrpc.proto\x12\x05ttrpc\x1a#wasmlet/shim/proto/rpc_status.proto"t\n\x07Request\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0ctimeout_nano\x18\x04 \x01(\x03\x12!\n\x08metadata\x18\x05 \x03(\x0b\x32\x0f.ttrpc.KeyValue"?\n\x08Response\x12"\n\x06status\x18\x01 \x01(\x0b\x32\x12.google.rpc.Status\x12\x0f\n\x07payload\x18\x02 \x01(\x0c"\x1a\n\nStringList\x12\x0c\n\x04list\x18\x01 \x03(\t"&\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\tb\x06proto3'
+    b'\n\x1ewasmlet/shim/proto/ttrpc.proto\x12\x05ttrpc\x1a#wasmlet/shim/proto/rpc_status.proto"t\n\x07Request\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0ctimeout_nano\x18\x04 \x01(\x03\x12!\n\x08metadata\x18\x05 \x03(\x0b\x32\x0f.ttrpc.KeyValue"@\n\x08Response\x12#\n\x06status\x18\x01 \x01(\x0b\x32\x13.wasmlet.rpc.Status\x12\x0f\n\x07payload\x18\x02 \x01(\x0c"\x1a\n\nStringList\x12\x0c\n\x04list\x18\x01 \x03(\t"&\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\tb\x06proto3'
 )
 
 _globals = globals()
@@ -36,9 +36,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
     _globals["_REQUEST"]._serialized_start = 78
     _globals["_REQUEST"]._serialized_end = 194
     _globals["_RESPONSE"]._serialized_start = 196
-    _globals["_RESPONSE"]._serialized_end = 259
-    _globals["_STRINGLIST"]._serialized_start = 261
-    _globals["_STRINGLIST"]._serialized_end = 287
-    _globals["_KEYVALUE"]._serialized_start = 289
-    _globals["_KEYVALUE"]._serialized_end = 327
+    _globals["_RESPONSE"]._serialized_end = 260
+    _globals["_STRINGLIST"]._serialized_start = 262
+    _globals["_STRINGLIST"]._serialized_end = 288
+    _globals["_KEYVALUE"]._serialized_start = 290
+    _globals["_KEYVALUE"]._serialized_end = 328
 # @@protoc_insertion_point(module_scope)

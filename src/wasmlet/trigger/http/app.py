@@ -23,9 +23,10 @@ from ...executors import (
     RouteMatch,
     http_executor,
 )
+from ...executors.wagi import WagiExecutor
 from ...gate import RunGate, running
 from ...locked import LockedApp, LockedTrigger
-from ...observe import metrics
+from ...observe import metrics, spans
 from ...runtime import AppRuntime
 from .protocol import REQUEST_TRAILERS, RESPONSE_TRAILERS, accepts_trailers
 from .router import Router
@@ -215,13 +216,19 @@ class HttpTrigger:
         self._since = time.monotonic()
         self.router: Router[Handler] = Router()
         self.metrics = metrics.http(self.app.name)  # None: metrics are off
+        # None: traces, OTLP metrics and JSON logs are off
+        self.observer = spans.http(self.app.name)
         self._component_of: dict[int, str] = {}  # id(handler) -> its component (a label)
+        self._execute_of: dict[int, str] = {}  # id(handler) -> its guest's span name
         for trigger in self.app.triggers_of("http"):
             route = trigger.trigger_config.get("route")
             handler = build_handler(runtime, trigger)
             if isinstance(route, str):  # private routes are not routable
                 self.router.add(route, handler)
-                self._component_of[id(handler)] = str(trigger.trigger_config.get("component", ""))
+                component = str(trigger.trigger_config.get("component", ""))
+                self._component_of[id(handler)] = component
+                kind = "wagi" if isinstance(handler, WagiExecutor) else "wasm"
+                self._execute_of[id(handler)] = f"execute_{kind}_component {component}"
         info: dict[str, Any] = {"name": self.app.name}
         if self.app.version is not None:
             info["version"] = self.app.version
@@ -239,8 +246,8 @@ class HttpTrigger:
             await _send_response(self._well_known(path), send)
             return
         found = self.router.match(path)
-        if self.metrics is not None:
-            await self._measured(self.metrics, scope, path, found, receive, send)
+        if self.metrics is not None or self.observer is not None:
+            await self._measured(scope, path, found, receive, send)
             return
         self._account(+1)
         try:
@@ -252,15 +259,15 @@ class HttpTrigger:
 
     async def _measured(
         self,
-        observe: metrics.HttpMetrics,
         scope: Scope,
         path: str,
         found: tuple[RouteMatch, Handler] | None,
         receive: Receive,
         send: Send,
     ) -> None:
-        """`__call__` with metrics on: the request's duration, by method, route (as written
-        in the manifest: bounded), component and the status sent."""
+        """`__call__` with metrics, traces or JSON logs on: the request's duration, by
+        method, route (as written in the manifest: bounded), component and the status sent;
+        its spans; its log context."""
         began = time.perf_counter()
         status = 500  # if no response starts: the client got none (e.g. it went away)
 
@@ -270,18 +277,29 @@ class HttpTrigger:
                 status = message["status"]
             await send(message)
 
-        method = observe.started(scope["method"])
+        observe, watch = self.metrics, self.observer
+        route, component, execute = None, "", ""
+        if found is not None:
+            route, component = found[0].route, self._component_of.get(id(found[1]), "")
+            execute = self._execute_of.get(id(found[1]), "")
+        method = observe.started(scope["method"]) if observe is not None else ""
+        call = watch.begin(scope, path, route, component, execute) if watch is not None else None
+        failure: BaseException | None = None
         self._account(+1)
         try:
-            response = await self._respond(scope, path, found, receive, sending)
+            response = await self._respond(scope, path, found, receive, sending, call)
             if response is not None:
                 await _send_response(response, sending, _trailers_accepted(scope))
+        except BaseException as e:
+            failure = e
+            raise
         finally:
             self._account(-1)
-            route, component = "", ""
-            if found is not None:
-                route, component = found[0].route, self._component_of.get(id(found[1]), "")
-            observe.finished(method, route, component, status, time.perf_counter() - began)
+            took = time.perf_counter() - began
+            if observe is not None:
+                observe.finished(method, route or "", component, status, took)
+            if call is not None:
+                call.end(status, took, failure)
 
     def _account(self, change: int) -> None:
         """Requests in flight, and their sum over time (what an autoscaler averages)."""
@@ -308,8 +326,10 @@ class HttpTrigger:
         found: tuple[RouteMatch, Handler] | None,
         receive: Receive,
         send: Send,
+        call: spans.HttpCall | None = None,
     ) -> HttpResponse | None:
-        """The response to send, or None when it was streamed already."""
+        """The response to send, or None when it was streamed already (`call`: the
+        request's spans and log context, if on)."""
         if found is None:
             return HttpResponse(404)
         match, handler = found
@@ -343,21 +363,28 @@ class HttpTrigger:
             trailers=_request_trailers(scope),
         )
         if streaming:
-            await self._stream(handler, request, match, send, _trailers_accepted(scope), started)
+            trailers_ok = _trailers_accepted(scope)
+            await self._stream(handler, request, match, send, trailers_ok, started, call)
             return None
         try:
-            return await self._call(handler, request, match, started)
+            return await self._call(handler, request, match, started, call)
         except Exception:
             log.exception("error handling %s %s", request.method, path)
             return HttpResponse(500)
 
     async def _call(
-        self, handler: HttpExecutor, request: HttpRequest, match: RouteMatch, started: list[float]
+        self,
+        handler: HttpExecutor,
+        request: HttpRequest,
+        match: RouteMatch,
+        started: list[float],
+        call: spans.HttpCall | None = None,
     ) -> HttpResponse:
         """Run a whole-response executor on the pool; answer 500 for a guest past its
         deadline (plus grace) that has not returned."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, self._run, handler, request, match, started)
+        run = self._run if call is None else call.on_thread(self._run)
+        future = loop.run_in_executor(self.pool, run, handler, request, match, started)
         if self.request_timeout <= 0:
             return await future
         overdue = _Overdue(loop, self.request_timeout, started, future.cancel)
@@ -394,6 +421,7 @@ class HttpTrigger:
         send: Send,
         trailers_ok: bool,
         started: list[float],
+        call: spans.HttpCall | None = None,
     ) -> None:
         """Run a streaming executor and send its response as the worker produces it; a
         guest past its deadline (plus grace) gets 500, or its body cut short."""
@@ -414,7 +442,7 @@ class HttpTrigger:
             finally:
                 channel.done()
 
-        self.pool.submit(run)
+        self.pool.submit(run if call is None else call.on_thread(run))
         overdue = None
         if self.request_timeout > 0:
             overdue = _Overdue(loop, self.request_timeout, started, channel.overdue)

@@ -35,7 +35,7 @@ import uvicorn
 from ...errors import WasmletError
 from ...locked import LockedApp
 from ...logs import configure_logging
-from ...observe import metrics
+from ...observe import metrics, status, tracing
 from ...running import AppOptions, RunningApp, build_app
 from .. import TriggerTasks, with_triggers
 from .app import route_infos
@@ -57,6 +57,7 @@ class ServeOptions:
     listen: str = DEFAULT_LISTEN
     workers: int = 1
     log_level: str = "info"
+    log_format: str = "text"  # or "json" (logs.py)
     app: AppOptions = field(default_factory=AppOptions)
     limits: ServerLimits = field(default_factory=ServerLimits)
 
@@ -247,8 +248,12 @@ class _ServedApp:
 
     def start(self) -> None:
         self.running.start()
+        # Listed on the status page by the processes that serve it (not by a supervisor,
+        # which builds it only to check it).
+        status.register(self.running.app.name, status.describe_app(self.running.app), state="ready")
 
     def close(self) -> None:
+        status.unregister(self.running.app.name)
         self.running.close()
 
     def banner(self, url: str, out: TextIO) -> None:
@@ -299,14 +304,20 @@ def _run_uvicorn(served: Served, sock: socket.socket, limits: ServerLimits) -> N
         server.run(sockets=[sock])
     finally:
         served.close()
+        tracing.shutdown()  # export the spans still queued
 
 
 def _worker_main(
-    target: Target, log_level: str, sock: socket.socket, limits: ServerLimits, parent: int
+    target: Target,
+    log: tuple[str, str],
+    sock: socket.socket,
+    limits: ServerLimits,
+    parent: int,
 ) -> None:
     _exit_with_parent(parent)
-    configure_logging(log_level)
+    configure_logging(*log)  # (level, format)
     metrics.enable_from_environment()  # before the build: --metrics-listen (observe/)
+    tracing.enable_from_environment()  # this worker's own exporter (OTEL_*, observe/)
     _run_uvicorn(target.build(base_url(sock)), sock, limits)
 
 
@@ -348,8 +359,10 @@ def _run_triggers(app: LockedApp, opts: ServeOptions, out: TextIO) -> None:
     """Run an app's message triggers until SIGTERM/SIGINT, with no HTTP listener."""
     if opts.workers > 1:  # a message is handled once, so by one process
         log.info("no HTTP trigger: one process handles the messages (--workers ignored)")
+    tracing.enable(tracing.check_environment())  # before the build (OTEL_*, observe/)
     running = build_app(app, opts.app)
     running.start()
+    status.register(app.name, status.describe_app(app), state="ready")
     print_triggers(running, out)
 
     async def main() -> None:
@@ -367,11 +380,17 @@ def _run_triggers(app: LockedApp, opts: ServeOptions, out: TextIO) -> None:
         asyncio.run(main())
     finally:
         running.close()
+        tracing.shutdown()
 
 
 def serve_target(target: Target, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
     """Serve `target` until SIGTERM/SIGINT. Raises WasmletError for startup problems."""
     raise_open_file_limit()  # before anything else opens files; workers inherit it
+    # OTEL_* checked first; switched on here only if this process serves: with workers,
+    # each worker makes its own exporter (`_worker_main`).
+    telemetry = tracing.check_environment()
+    if opts.workers <= 1:
+        tracing.enable(telemetry)
     sock = bind(opts.listen)
     try:
         # Built in this process first, also with workers: errors surface before anything
@@ -399,7 +418,13 @@ def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
     def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
         p = ctx.Process(
             target=_worker_main,
-            args=(_worker_target(target, i), opts.log_level, sock, opts.limits, os.getpid()),
+            args=(
+                _worker_target(target, i),
+                (opts.log_level, opts.log_format),
+                sock,
+                opts.limits,
+                os.getpid(),
+            ),
             name=f"wasmlet-worker-{i}",
         )
         p.start()
