@@ -58,6 +58,14 @@ class RunGate:
         waiter.acquire()  # already released: returns at once
         return True
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now and nobody is waiting for one."""
+        with self._lock:
+            if self._free and not self._queue:
+                self._free -= 1
+                return True
+            return False
+
     def release(self) -> None:
         """Give a slot back: to the longest waiter, if any."""
         with self._lock:

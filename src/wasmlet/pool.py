@@ -267,9 +267,9 @@ class GuestPool(Executor):
         with self._lock:
             while not self._shutdown:
                 self._dispatch()
-                if not self._turns:
+                if not self._turns or self._busy - self._waiting >= self.threads:
                     self._watch_idle = True
-                    self._overdue.wait()  # until work is queued again
+                    self._overdue.wait()  # until work is queued, or a thread is free
                     self._watch_idle = False
                     continue
                 head = self._turns[0].queue
@@ -295,10 +295,14 @@ class GuestPool(Executor):
             self._turn(done)
             if self._room() and (work := self._take()) is not None:
                 self._busy += 1
+                if self._turns and self.running < self.threads:
+                    self._watch_overdue()  # what is left may start elsewhere when overdue
                 return work
             if self._shutdown:
                 self._alive.discard(threading.current_thread())
                 return None
+            if self._turns and self.running < self.threads:
+                self._watch_overdue()
             waiter = _Idle()
             self._idle.append(waiter)
         while True:

@@ -25,6 +25,7 @@ from .types import (
     HttpExecutor,
     HttpRequest,
     HttpResponse,
+    InlineExecutor,
     ResponseSink,
     RouteMatch,
 )
@@ -178,6 +179,7 @@ __all__ = [
     "HttpExecutor",
     "HttpRequest",
     "HttpResponse",
+    "InlineExecutor",
     "MqttMessageExecutor",
     "RedisMessageExecutor",
     "ResponseSink",

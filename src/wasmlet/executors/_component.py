@@ -36,6 +36,33 @@ from ..wasi.host import build_linker
 
 log = logging.getLogger("wasmlet.component")
 
+# Interfaces whose functions never wait: a component importing only these cannot sleep, poll
+# or do I/O (without wasi:io/poll no pollable can be waited on), so it can run on the event
+# loop's thread (`ComponentHandler.can_wait`). Its streams are the request's body, whole
+# before such a run, and the response's, held in memory then; stdout/stderr go to the log.
+NEVER_WAIT = frozenset(
+    {
+        "wasi:http/types",
+        "wasi:io/error",
+        "wasi:io/streams",
+        "wasi:cli/environment",
+        "wasi:cli/exit",
+        "wasi:cli/stdin",
+        "wasi:cli/stdout",
+        "wasi:cli/stderr",
+        "wasi:cli/terminal-input",
+        "wasi:cli/terminal-output",
+        "wasi:cli/terminal-stdin",
+        "wasi:cli/terminal-stdout",
+        "wasi:cli/terminal-stderr",
+        "wasi:clocks/monotonic-clock",
+        "wasi:clocks/wall-clock",
+        "wasi:random/random",
+        "wasi:random/insecure",
+        "wasi:random/insecure-seed",
+    }
+)
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -43,6 +70,7 @@ class Outcome:
 
     value: Any = None
     failure: Exception | None = None
+    overran: bool = False  # stopped at a `budget` (not logged: the caller runs it again)
 
 
 class ComponentHandler:
@@ -64,6 +92,8 @@ class ComponentHandler:
         self.capabilities = prepared.factors.capabilities
         self.environment = list(prepared.locked.env.items())
         self.linker = _linker(engine, component, prepared.factors.interfaces)
+        imports = component.type.imports(engine.engine)
+        self.can_wait = any(name.partition("@")[0] not in NEVER_WAIT for name in imports)
         self.metrics = metrics.component(prepared.app, prepared.id)  # None: metrics are off
         if export:  # a function of an exported interface
             iface = component.get_export_index(export)
@@ -80,10 +110,16 @@ class ComponentHandler:
         args: Callable[[ResourceTable], Sequence[tuple[Ty, Any]]],
         result: Ty | None,
         before_block: Callable[[], None] | None = None,
+        budget: int | None = None,
+        abandoned: Callable[[], bool] | None = None,
     ) -> Outcome:
         """Instantiate, call the entry with `args(table)` (the arguments, which may put host
-        resources in the new instance's table), and end the instance."""
-        store = self._store()
+        resources in the new instance's table), and end the instance. With a `budget` (epoch
+        ticks), a guest still running after it is stopped and `overran`, as is one that
+        failed once `abandoned()` (the caller gave up on this run): neither is logged."""
+        if budget is not None and budget >= self.limits.deadline_ticks:
+            budget = None  # the deadline comes first: stopping there is a timeout
+        store = self._store(budget)
         timeout = self.limits.request_timeout
         state = InstanceState(
             self.component_id,
@@ -94,6 +130,7 @@ class ComponentHandler:
         )
         outcome = Outcome()
         watch = self.metrics
+        took: float | None = None  # instantiating, with metrics on
         with active(state):
             try:
                 if watch is None:
@@ -102,12 +139,19 @@ class ComponentHandler:
                     watch.running()
                     began = time.perf_counter()
                     instance = self.linker.instantiate(store, self.component)
-                    watch.instantiated(time.perf_counter() - began)
+                    took = time.perf_counter() - began
                 outcome.value = call_export(store, instance, self._entry, args(state.table), result)
             except (GuestError, wasmtime.WasmtimeError, HostTrap) as e:
                 outcome.failure = e
-        if outcome.failure is not None:
-            self._log_failure(outcome.failure)
+        failure = outcome.failure
+        if (abandoned is not None and abandoned()) or (
+            failure is not None and budget is not None and self._kind(failure) == "timeout"
+        ):
+            outcome.overran = True
+        elif failure is not None:
+            self._log_failure(failure)
+        if watch is not None and took is not None and not outcome.overran:
+            watch.instantiated(took)  # a run given up (run again elsewhere) is not counted
         return outcome
 
     def counted(self, trigger: str, ok: bool) -> bool:
@@ -116,16 +160,21 @@ class ComponentHandler:
             self.metrics.handled(trigger, ok)
         return ok
 
-    def _store(self) -> wasmtime.Store:
+    def _store(self, budget: int | None = None) -> wasmtime.Store:
         store = wasmtime.Store(self.engine.engine)
         if self.limits.max_instance_memory is not None:
             store.set_limits(memory_size=self.limits.max_instance_memory)
-        store.set_epoch_deadline(self.limits.deadline_ticks)
+        ticks = self.limits.deadline_ticks
+        store.set_epoch_deadline(ticks if budget is None else min(budget, ticks))
         wasi = wasmtime.WasiConfig()  # files are wasmlet's wasi:filesystem (the files factor)
         if self.environment:  # handing over even an empty list costs ~5 µs per request
             wasi.env = self.environment
         store.set_wasi(wasi)
         return store
+
+    @staticmethod
+    def _kind(error: Exception) -> str:
+        return failure_kind(str(getattr(error, "cause", None) or error))
 
     def _log_failure(self, error: Exception) -> None:
         text = str(getattr(error, "cause", None) or error)

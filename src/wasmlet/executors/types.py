@@ -107,6 +107,19 @@ class HttpExecutor(Protocol):
     def handle(self, request: HttpRequest, match: RouteMatch, sink: ResponseSink) -> None: ...
 
 
+class InlineExecutor(HttpExecutor, Protocol):
+    """An executor whose guests may run on the caller's thread (the event loop's): they
+    cannot wait for anything, and are stopped if they run long (see wasi_http.py)."""
+
+    #: Whether to try `handle_inline` now (it turns False once a run overran).
+    inline: bool
+
+    def handle_inline(self, request: HttpRequest, match: RouteMatch) -> HttpResponse | None:
+        """The whole response, or None: the guest overran; run it with `handle` instead.
+        The request body must be whole."""
+        ...
+
+
 class CollectedResponse:
     """A `ResponseSink` that keeps the response, for a caller that wants it whole."""
 

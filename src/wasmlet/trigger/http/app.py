@@ -13,13 +13,14 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ...executors import (
     CollectedResponse,
     HttpExecutor,
     HttpRequest,
     HttpResponse,
+    InlineExecutor,
     RouteMatch,
     http_executor,
 )
@@ -28,7 +29,7 @@ from ...gate import RunGate, running
 from ...locked import LockedApp, LockedTrigger
 from ...observe import metrics, spans
 from ...runtime import AppRuntime
-from .protocol import REQUEST_TRAILERS, RESPONSE_TRAILERS, accepts_trailers
+from .protocol import BODY_FOLLOWS, REQUEST_TRAILERS, RESPONSE_TRAILERS, accepts_trailers
 from .router import Router
 from .streaming import RequestBodyReader, ResponseChannel
 
@@ -72,6 +73,8 @@ async def _send_response(
     start = {"type": "http.response.start", "status": response.status, "headers": headers}
     if with_trailers:
         start["trailers"] = True
+    else:
+        start[BODY_FOLLOWS] = True  # one write for head and body (protocol.py)
     await send(start)
     if response.truncated:
         await send({"type": "http.response.body", "body": response.body, "more_body": True})
@@ -413,6 +416,35 @@ class HttpTrigger:
             raise RuntimeError("the executor produced no response")
         return sink.response
 
+    def _inline(
+        self,
+        handler: InlineExecutor,
+        request: HttpRequest,
+        match: RouteMatch,
+        started: list[float],
+        call: spans.HttpCall | None,
+    ) -> HttpResponse | None:
+        """Run a guest that cannot wait for anything right here, on the event loop's thread,
+        when the run gate has a slot free now: no hand-over to a worker thread and back, which
+        cost a tiny component more CPU than its run. Its response, or None: run it on the
+        pool (the gate is busy, or the guest overran its inline budget: wasi_http.py)."""
+        gate = self.gate
+        if gate is not None and not gate.try_acquire():
+            return None
+        started.append(time.monotonic())
+        try:
+            run = handler.handle_inline if call is None else call.on_thread(handler.handle_inline)
+            whole = run(request, match)
+        except Exception:
+            log.exception("error handling %s %s", request.method, request.path)
+            whole = HttpResponse(500)
+        finally:
+            if gate is not None:
+                gate.release()
+        if whole is None:
+            started.clear()  # its run on a thread starts the deadline afresh
+        return whole
+
     async def _stream(
         self,
         handler: HttpExecutor,
@@ -425,6 +457,11 @@ class HttpTrigger:
     ) -> None:
         """Run a streaming executor and send its response as the worker produces it; a
         guest past its deadline (plus grace) gets 500, or its body cut short."""
+        if getattr(handler, "inline", False) and request.body_rest is None:
+            whole = self._inline(cast(InlineExecutor, handler), request, match, started, call)
+            if whole is not None:
+                await _send_response(whole, send, trailers_ok)
+                return
         loop = asyncio.get_running_loop()
         channel = ResponseChannel(loop)
 
