@@ -19,6 +19,7 @@ import pytest
 from fixtures.shim.containerd import Containerd
 from fixtures.shim.testing import containerd_with_images, finish, new_name, remove
 from prometheus_client.parser import text_string_to_metric_families
+from support.otlp import OtlpReceiver, env_for
 
 from wasmlet.shim.runnerconfig import METRICS_ENV
 
@@ -146,3 +147,28 @@ def test_a_bad_address_is_a_startup_error_naming_the_variable(c17: Containerd) -
         f"Error: {METRICS_ENV}: invalid address 'nowhere': expected HOST:PORT"
         in result.stdout + result.stderr
     )
+
+
+def test_a_task_exports_traces_from_the_otel_variables(c17: Containerd, netns: str) -> None:
+    """OTEL_* in the container's environment (what the operator sets from the executor's
+    `otel` fields) make the task export its spans; the receiver listens in the pod's
+    network namespace, where the task is."""
+    with OtlpReceiver(netns=netns) as otlp:
+        env = env_for(otlp, OTEL_SERVICE_NAME="hello-pod")
+        name = new_name()
+        proc = run_in(c17, netns, name, *[a for k, v in env.items() for a in ("--env", f"{k}={v}")])
+        try:
+            assert wait_fetch(netns, "http://127.0.0.1:80/", proc) == "Hello from wasmlet!\n"
+            server = otlp.wait_for_span("GET /...")
+            assert server.kind == 2 and server.resource["service.name"] == "hello-pod"
+            assert server.attributes["http.route"] == "/..."
+            guests = otlp.wait(lambda spans: any(s.parent_span_id == server.span_id for s in spans))
+            child = next(s for s in guests if s.parent_span_id == server.span_id)
+            assert child.name.startswith("execute_") and child.name.endswith(" hello")
+            c17.ctr("task", "kill", name)
+            code, output = finish(proc)
+        finally:
+            if proc.poll() is None:
+                remove(c17, name)
+                proc.kill()
+    assert code == 0, output

@@ -68,10 +68,41 @@ class Point:
     bounds: list[float] = field(default_factory=list)
 
 
-class OtlpReceiver:
-    """An OTLP/HTTP receiver on 127.0.0.1:<free port>, serving on a thread."""
+def in_netns(netns: str, make: Callable[[], Any]) -> Any:
+    """`make()` on a thread inside the network namespace /var/run/netns/NETNS (a socket it
+    makes stays there, whichever thread uses it later)."""
+    import ctypes
+    import os
 
-    def __init__(self) -> None:
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET: this thread only
+                result["error"] = OSError(ctypes.get_errno(), f"setns {netns}")
+                return
+        finally:
+            os.close(fd)
+        try:
+            result["value"] = make()
+        except Exception as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP receiver on 127.0.0.1:<free port>, serving on a thread (in the network
+    namespace `netns`, if given: a pod's, for a containerd shim task)."""
+
+    def __init__(self, netns: str | None = None) -> None:
         self.spans: list[Span] = []
         self.points: list[Point] = []
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers)
@@ -107,7 +138,10 @@ class OtlpReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        def make() -> ThreadingHTTPServer:
+            return ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+
+        self._server = make() if netns is None else in_netns(netns, make)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -57,7 +57,7 @@ from ..errors import WasmletError
 from ..gate import RunGate
 from ..locked import LockedApp
 from ..logs import configure_logging
-from ..observe import status
+from ..observe import status, tracing
 from ..observe.endpoint import MetricsEndpoint
 from ..running import AppOptions, RunningApp, Shared, build_app
 from ..runtime_config import load_runtime_config
@@ -95,6 +95,10 @@ def run_forked(data: dict[str, Any], go: int, status: int) -> int:
         # per core by default; a task's guests block on it one at a time
         os.environ.setdefault("TOKIO_WORKER_THREADS", "1")
         serve_metrics(config.env)
+        # OTEL_* from the container's environment (the operator sets them from the
+        # executor's `otel`): this task's own exporter, made after the fork; bad settings
+        # are a startup error
+        tracing.enable_from_environment()
         served, sock = build(config, load(config))
         server: TaskServer | TriggerTask = (
             TaskServer(served, sock, sys.stdout, _watcher(served, status))
@@ -119,6 +123,7 @@ def run_forked(data: dict[str, Any], go: int, status: int) -> int:
         _report(status, {"exit": 0})
         return 0
     code = server.run()
+    tracing.shutdown()  # export the spans still queued
     _report(status, {"exit": code})
     return code
 
