@@ -409,10 +409,13 @@ def test_wagi_app_components(tmp_path: Path) -> None:
 
 def test_list_templates() -> None:
     assert list_templates() == [
+        "azure-js",
+        "azure-python",
         "c-wagi",
         "http-js",
         "http-py",
         "http-ts",
+        "lambda-js",
         "lambda-python",
         "mqtt-py",
         "redis-py",
@@ -496,5 +499,7 @@ def test_dest_that_is_a_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_template_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(WasmletError, match=r"unknown template 'go-wagi' \(templates: c-wagi"):
+    with pytest.raises(
+        WasmletError, match=r"unknown template 'go-wagi' \(templates: azure-js, [a-z-]+, c-wagi"
+    ):
         new_project("go-wagi", "my-app", tmp_path / "x")

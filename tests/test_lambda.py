@@ -85,6 +85,12 @@ class Build:
         self.thread.join(BUILD_TIMEOUT + 60)
         return self
 
+    def serve(self, cache_dir: Path) -> Server:
+        """`wasmlet up` of the built app (the build must have succeeded)."""
+        self.wait()
+        assert self.proc.returncode == 0, self.output[-6000:]
+        return start_server(self.app, "--request-timeout", "20", cache_dir=cache_dir, timeout=600)
+
 
 @dataclass
 class Apps:
@@ -145,12 +151,7 @@ def _server(apps: Apps, name: str, cache_dir: Path) -> Server:
     """The SAM app's (`sam`) or the template app's (`template`) `wasmlet up`, started once."""
     if name not in apps.servers:
         build = apps.sam_build if name == "sam" else apps.template_build
-        build.wait()
-        assert build.proc.returncode == 0, build.output[-6000:]
-        app = BUILT if name == "sam" else apps.template_app
-        apps.servers[name] = start_server(
-            app, "--request-timeout", "20", cache_dir=cache_dir, timeout=600
-        )
+        apps.servers[name] = build.serve(cache_dir)
     return apps.servers[name]
 
 
@@ -199,20 +200,24 @@ def test_the_sam_app_builds(apps: Apps) -> None:
         assert (BUILT / ".wasmlet/lambda" / cid / "app.wasm").is_file()
 
 
-def test_a_warm_build_does_nothing(apps: Apps) -> None:
-    assert apps.sam_build.wait().proc.returncode == 0
-    wasm = BUILT / ".wasmlet/lambda/items-function/app.wasm"
+def check_warm_build(app: Path, wasm: Path, *port: str) -> None:
+    """Porting a built app again and building it changes nothing."""
     before = wasm.stat().st_mtime_ns
-    again = run_cli("port", "aws-sam", cwd=BUILT)  # porting again changes nothing either
+    again = run_cli("port", *port, cwd=app)  # porting again changes nothing either
     assert again.returncode == 0, again.stderr
     started = time.monotonic()
-    r = run_cli("build", cwd=BUILT, env=ENV)
+    r = run_cli("build", cwd=app, env=ENV)
     elapsed = time.monotonic() - started
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Nothing to build: every component is up to date" in r.stdout
     assert wasm.stat().st_mtime_ns == before
     print(f"warm build: {elapsed:.2f}s")
     assert elapsed < 10
+
+
+def test_a_warm_build_does_nothing(apps: Apps) -> None:
+    assert apps.sam_build.wait().proc.returncode == 0
+    check_warm_build(BUILT, BUILT / ".wasmlet/lambda/items-function/app.wasm", "aws-sam")
 
 
 # --- the CRUD API (HTTP API 2.0), two functions on one path -----------------------------------
@@ -249,7 +254,10 @@ def test_items_crud(sam: Server) -> None:
 # --- the echo: events, context, environment, cookies, binary, errors ----------------------------
 
 
-def test_http_api_event_context_and_response(sam: Server) -> None:
+def check_http_api_echo(sam: Server) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ask the echo (of the Python or the JavaScript SAM app) at its HTTP API route and check
+    the event and the response, which both adapters make the same; the echoed data of that
+    request and of a second one."""
     with sam.client() as c:
         r = c.get(
             "/echo/a%20b/c?x=1&x=2&y=",
@@ -257,7 +265,7 @@ def test_http_api_event_context_and_response(sam: Server) -> None:
         )
         second = _echo(c.get("/echo/again"))
     data = _echo(r)
-    event, context, env = data["event"], data["context"], data["env"]
+    event = data["event"]
     assert event["version"] == "2.0"
     assert event["routeKey"] == "ANY /echo/{proxy+}"
     assert event["rawPath"] == "/echo/a%20b/c"
@@ -270,6 +278,37 @@ def test_http_api_event_context_and_response(sam: Server) -> None:
     assert event["requestContext"]["http"]["method"] == "GET"
     assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
     assert event["isBase64Encoded"] is False and "body" not in event
+    assert r.headers.get_list("set-cookie") == ["session=abc123; Path=/; HttpOnly", "theme=dark"]
+    assert r.headers.get_list("x-multi") == ["one", "two"]
+    assert r.headers["x-echo"] == "yes"
+    return data, second
+
+
+def check_rest_echo(sam: Server) -> None:
+    """The echo at its REST route (stage Prod), and a method the resource does not have."""
+    r = sam.get("/rest/echo/bob%20x?tag=a&tag=b", headers=[("X-Rep", "1"), ("X-Rep", "2")])
+    event = _echo(r)["event"]
+    assert "version" not in event
+    assert event["resource"] == "/rest/echo/{name}"
+    assert event["path"] == "/rest/echo/bob%20x"
+    assert event["httpMethod"] == "GET"
+    assert event["pathParameters"] == {"name": "bob x"}
+    assert event["requestContext"]["path"] == "/Prod/rest/echo/bob%20x"
+    assert event["requestContext"]["stage"] == "Prod"
+    assert event["multiValueQueryStringParameters"] == {"tag": ["a", "b"]}
+    assert event["queryStringParameters"] == {"tag": "b"}
+    assert event["multiValueHeaders"]["X-Rep"] == ["1", "2"]
+    assert event["headers"]["X-Rep"] == "2"
+    assert event["body"] is None and event["isBase64Encoded"] is False
+    assert r.headers.get_list("set-cookie") == ["session=abc123; Path=/; HttpOnly", "theme=dark"]
+    refused = sam.request("POST", "/rest/echo/bob")
+    assert refused.status_code == 403
+    assert refused.json() == {"message": "Missing Authentication Token"}
+
+
+def test_http_api_event_context_and_response(sam: Server) -> None:
+    data, second = check_http_api_echo(sam)
+    event, context, env = data["event"], data["context"], data["env"]
     assert context["function_name"] == "echo-fn"
     assert context["memory_limit_in_mb"] == "512"
     assert context["function_version"] == "$LATEST"
@@ -288,31 +327,10 @@ def test_http_api_event_context_and_response(sam: Server) -> None:
         "AWS_LAMBDA_FUNCTION_NAME": "echo-fn",
         "AWS_REGION": "us-east-1",
     }
-    assert r.headers.get_list("set-cookie") == ["session=abc123; Path=/; HttpOnly", "theme=dark"]
-    assert r.headers.get_list("x-multi") == ["one", "two"]
-    assert r.headers["x-echo"] == "yes"
 
 
 def test_rest_event_with_a_stage(sam: Server) -> None:
-    r = sam.get("/rest/echo/bob%20x?tag=a&tag=b", headers=[("X-Rep", "1"), ("X-Rep", "2")])
-    event = _echo(r)["event"]
-    assert "version" not in event
-    assert event["resource"] == "/rest/echo/{name}"
-    assert event["path"] == "/rest/echo/bob%20x"
-    assert event["httpMethod"] == "GET"
-    assert event["pathParameters"] == {"name": "bob x"}
-    assert event["requestContext"]["path"] == "/Prod/rest/echo/bob%20x"
-    assert event["requestContext"]["stage"] == "Prod"
-    assert event["multiValueQueryStringParameters"] == {"tag": ["a", "b"]}
-    assert event["queryStringParameters"] == {"tag": "b"}
-    assert event["multiValueHeaders"]["X-Rep"] == ["1", "2"]
-    assert event["headers"]["X-Rep"] == "2"
-    assert event["body"] is None and event["isBase64Encoded"] is False
-    assert r.headers.get_list("set-cookie") == ["session=abc123; Path=/; HttpOnly", "theme=dark"]
-    # a method the REST resource does not have
-    refused = sam.request("POST", "/rest/echo/bob")
-    assert refused.status_code == 403
-    assert refused.json() == {"message": "Missing Authentication Token"}
+    check_rest_echo(sam)
 
 
 def test_http_api_payload_1(sam: Server) -> None:
@@ -420,13 +438,17 @@ def test_template_builds_and_serves(apps: Apps, cache_dir: Path) -> None:
     build = apps.template_build.wait()
     assert build.proc.returncode == 0, build.output[-6000:]
     print(f"template build: {build.seconds:.1f}s")
-    server = _server(apps, "template", cache_dir)
+    check_template_app(_server(apps, "template", cache_dir), "hello-lambda")
+
+
+def check_template_app(server: Server, name: str) -> None:
+    """The app of a Lambda template (lambda-python, lambda-js), named `name`, answers."""
     r = server.get("/hello?name=you")
     assert r.status_code == 200, server.log
     body = r.json()
-    assert body["message"] == "Hello from hello-lambda!"
+    assert body["message"] == f"Hello from {name}!"
     assert body["path"] == "/hello" and body["query"] == {"name": "you"}
-    assert body["function"] == "hello-lambda"
+    assert body["function"] == name
     assert uuid.UUID(body["requestId"])
 
 

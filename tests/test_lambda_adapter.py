@@ -207,15 +207,19 @@ def test_path_parameters_are_decoded_and_the_path_is_not() -> None:
 # --- results ---------------------------------------------------------------------------------
 
 
+# A proxy response with every field (the JS adapter's tests use it too).
+PROXY_RESULT = {
+    "statusCode": 201,
+    "headers": {"Content-Type": "text/plain", "X-One": "1", "X-Both": "single"},
+    "multiValueHeaders": {"X-Both": ["m1", "m2"], "X-Num": [1, True]},
+    "cookies": ["a=1", "b=2"],
+    "body": base64.b64encode(b"\x00\xff").decode(),
+    "isBase64Encoded": True,
+}
+
+
 def test_proxy_response_headers_cookies_and_base64() -> None:
-    result = {
-        "statusCode": 201,
-        "headers": {"Content-Type": "text/plain", "X-One": "1", "X-Both": "single"},
-        "multiValueHeaders": {"X-Both": ["m1", "m2"], "X-Num": [1, True]},
-        "cookies": ["a=1", "b=2"],
-        "body": base64.b64encode(b"\x00\xff").decode(),
-        "isBase64Encoded": True,
-    }
+    result = PROXY_RESULT
     response = to_response("http-api", result)
     assert response.status == 201
     assert response.body == b"\x00\xff"
@@ -260,17 +264,18 @@ def test_inference_for_payload_2_and_strictness_for_1() -> None:
     assert response.headers == [("x-n", "1.5"), ("x-t", "a"), ("x-t", "b")]
 
 
-@pytest.mark.parametrize(
-    ("result", "problem"),
-    [
-        ({"statusCode": "teapot"}, "statusCode"),
-        ({"statusCode": 700}, "statusCode"),
-        ({"statusCode": 200, "body": {"a": 1}}, "body: expected a string"),
-        ({"statusCode": 200, "body": "!!", "isBase64Encoded": True}, "not base64"),
-        ({"statusCode": 200, "headers": {"x": {"nested": 1}}}, "headers.x"),
-        ({"statusCode": 200, "cookies": "a=1"}, "cookies"),
-    ],
-)
+# Results the gateway cannot read, and what the adapter says (the JS adapter's too).
+MALFORMED: list[tuple[dict[str, Any], str]] = [
+    ({"statusCode": "teapot"}, "statusCode"),
+    ({"statusCode": 700}, "statusCode"),
+    ({"statusCode": 200, "body": {"a": 1}}, "body: expected a string"),
+    ({"statusCode": 200, "body": "!!", "isBase64Encoded": True}, "not base64"),
+    ({"statusCode": 200, "headers": {"x": {"nested": 1}}}, "headers.x"),
+    ({"statusCode": 200, "cookies": "a=1"}, "cookies"),
+]
+
+
+@pytest.mark.parametrize(("result", "problem"), MALFORMED)
 def test_malformed_results(result: dict[str, Any], problem: str) -> None:
     with pytest.raises(MalformedResult, match=problem):
         to_response("http-api", result)

@@ -76,7 +76,7 @@ def _event(type_: str = "HttpApi", path: str = "/x", method: str = "get") -> str
             "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n      Runtime: java21\n"
             "      Handler: a::b\n      CodeUri: src/\n",
             "template.yaml: nothing to port:\n  template.yaml: Resources.Fn.Properties.Runtime: "
-            "'java21' is not supported: wasmlet ports python3.x functions",
+            "'java21' is not supported: wasmlet ports python3.x and nodejs18.x or later functions",
         ),
         (
             _function(_event("Sqs")),
@@ -129,6 +129,21 @@ def _event(type_: str = "HttpApi", path: str = "/x", method: str = "get") -> str
             "Resources.Fn.Properties.MemorySize: 64: expected a whole number from 128 to 10240",
         ),
         ("  Fn: [1\n", "template.yaml: not valid YAML (line 4, column 1): expected ',' or ']'"),
+        # Node.js functions: the handler's file is looked for as Lambda's runtime does
+        (
+            _function(_event()).replace("python3.12", "nodejs22.x"),
+            "template.yaml: Resources.Fn.Properties.Handler: 'app.handler': no app.js, .mjs, "
+            ".cjs or .ts in src/",
+        ),
+        (
+            _function(_event()).replace("python3.12", "nodejs22.x").replace("app.handler", "app"),
+            "Resources.Fn.Properties.Handler: 'app' is not file.export (e.g. app.handler",
+        ),
+        (
+            _function(_event()).replace("python3.12", "nodejs16.x"),
+            "Resources.Fn.Properties.Runtime: 'nodejs16.x' is not supported: Lambda no longer "
+            "runs it; wasmlet ports python3.x and nodejs18.x or later functions",
+        ),
     ],
 )
 def test_port_errors_name_file_key_and_value(tmp_path: Path, body: str, message: str) -> None:
@@ -137,6 +152,37 @@ def test_port_errors_name_file_key_and_value(tmp_path: Path, body: str, message:
         port_aws_sam(template)
     assert message in str(error.value)
     assert not (tmp_path / "spin.toml").exists()
+
+
+def test_python_and_node_functions_on_one_path(tmp_path: Path) -> None:
+    """Spin routes by path: functions on one path share a component, of one language."""
+    node = _function(_event(method="post"), name="Js").replace("python3.12", "nodejs22.x")
+    code = {
+        "src/app.py": "def handler(e, c):\n    return 1\n",
+        "src/app.mjs": "export const handler = 1;\n",
+    }
+    template = _template(tmp_path, _function(_event()) + node, code)
+    with pytest.raises(PortError) as error:
+        port_aws_sam(template)
+    assert str(error.value) == (
+        "template.yaml: Resources.Fn (python3.12) and Resources.Js (nodejs22.x) serve the "
+        "same path (/x): Spin routes by path, so they would share a component, which has "
+        "one language; give them different paths"
+    )
+    template.write_text(
+        template.read_text().replace(
+            "Path: /x\n            Method: post", "Path: /y\n            Method: post"
+        )
+    )
+    result = port_aws_sam(template)
+    assert [(c.id, c.language) for c in result.components] == [("fn", "python"), ("js", "node")]
+    spin = (tmp_path / "spin.toml").read_text()
+    assert "(it rewrites this file and .wasmlet/lambda/ and .wasmlet/lambda-js/;" in spin
+    assert (tmp_path / ".wasmlet/lambda/fn/wasmlet_entry.py").is_file()
+    assert (
+        'require("../../../src/app.mjs")'
+        in (tmp_path / ".wasmlet/lambda-js/js/entry.mjs").read_text()
+    )
 
 
 def test_port_from_the_command_line_and_a_spin_toml_it_did_not_write(tmp_path: Path) -> None:
@@ -192,23 +238,51 @@ def test_port_options_auth_parameters_and_urls(tmp_path: Path) -> None:
     assert 'AWS_REGION = "eu-west-1"' in spin
 
 
-def test_add_lambda_python_to_an_app(tmp_path: Path) -> None:
-    r = run_cli("new", "lambda-python", "main", cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("template", "workdir", "entry", "route", "handler"),
+    [
+        (
+            "lambda-python",
+            "lambda",
+            "wasmlet_entry.py",
+            'Route("/extra/...", "extra", kind="http-api")',
+            "app.py",
+        ),
+        (
+            "lambda-js",
+            "lambda-js",
+            "entry.mjs",
+            '{ route: "/extra/...", function: "extra", kind: "http-api" }',
+            "app.mjs",
+        ),
+    ],
+)
+def test_add_a_lambda_template_to_an_app(
+    tmp_path: Path, template: str, workdir: str, entry: str, route: str, handler: str
+) -> None:
+    r = run_cli("new", template, "main", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     app = tmp_path / "main"
-    r = run_cli("add", "lambda-python", "extra", cwd=app)
+    r = run_cli("add", template, "extra", cwd=app)
     assert r.returncode == 0, r.stderr
     manifest = tomllib.loads((app / "spin.toml").read_text())
     extra = manifest["component"]["extra"]
-    assert extra["source"] == "extra/.wasmlet/lambda/extra/app.wasm"
-    assert extra["build"]["workdir"] == "extra/.wasmlet/lambda"
+    build = app / "extra" / ".wasmlet" / workdir
+    assert extra["source"] == f"extra/.wasmlet/{workdir}/extra/app.wasm"
+    assert extra["build"]["workdir"] == f"extra/.wasmlet/{workdir}"
     assert extra["environment"]["AWS_LAMBDA_FUNCTION_NAME"] == "extra"
     assert [t["route"] for t in manifest["trigger"]["http"]] == ["/...", "/extra/..."]
-    entry = (app / "extra/.wasmlet/lambda/extra/wasmlet_entry.py").read_text()
-    assert 'Route("/extra/...", "extra", kind="http-api")' in entry
-    vendored = app / "extra/.wasmlet/lambda/lib/wasmlet_lambda"
-    assert (vendored / "events.py").read_bytes() == (DEPS / "events.py").read_bytes()
-    assert (app / "extra" / "app.py").is_file() and not (app / "extra" / "spin.toml").exists()
+    assert route in (build / "extra" / entry).read_text()
+    assert (app / "extra" / handler).is_file() and not (app / "extra" / "spin.toml").exists()
+    if template == "lambda-python":
+        vendored = build / "lib/wasmlet_lambda"
+        assert (vendored / "events.py").read_bytes() == (DEPS / "events.py").read_bytes()
+    else:
+        assert extra["build"]["command"] == "node lib/build.mjs extra ../.."
+        # the entry's require reaches the component's handler: .wasmlet/lambda-js/extra/ -> extra/
+        assert 'load: () => require("../../../app.mjs")' in (build / "extra" / entry).read_text()
+        assert (build / "package-lock.json").is_file()
+        assert (build / "lib/wasmlet-lambda/runtime.mjs").is_file()
 
 
 def test_preload_modules_from_metadata(tmp_path: Path) -> None:

@@ -168,10 +168,20 @@ def cmd_new(args: argparse.Namespace) -> int:
             )
         _ask_template_values(args, default_route="/...")
     dest = args.output or Path(args.name)
+    port = template_info(args.template).port
+    if port and args.route not in (None, "/..."):
+        raise WasmletError(
+            f"--route {args.route}: template {args.template} takes its routes from its "
+            "functions (edit them after `wasmlet new`), not from --route"
+        )
     project = new_project(
         args.template, args.name, dest, description=args.description, route=args.route
     )
     print(f"Created {args.name} from template {args.template} in {project}")
+    if port == "azure-functions":
+        from .port.azure_app import port_azure_functions, report
+
+        print(report(port_azure_functions(project)))
     needs = template_info(args.template).needs
     if needs:
         print(f"Its build needs: {needs}")
@@ -181,7 +191,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     from .prompt import interactive
-    from .scaffold import add_component, list_templates
+    from .scaffold import add_component, list_templates, template_info
 
     if not args.template or not args.name:
         if not interactive():
@@ -190,6 +200,11 @@ def cmd_add(args: argparse.Namespace) -> int:
                 f"wasmlet add TEMPLATE NAME (templates: {', '.join(list_templates())})"
             )
         _ask_template_values(args, default_route=None)
+    if template_info(args.template).port:
+        raise WasmletError(
+            f"template {args.template} is a whole serverless app (its functions share one "
+            f"component): create it with `wasmlet new {args.template} NAME`, not added to an app"
+        )
     dest = add_component(
         args.template,
         args.name,

@@ -4,7 +4,9 @@
 A template is a directory with:
 
 - `template.toml`: `description` (shown by `--list`, and the default description of a new
-  app) and `needs` (the toolchain its build needs);
+  app), `needs` (the toolchain its build needs) and, for a template that is a serverless
+  project (azure-python), `port`: the `wasmlet port` kind that `wasmlet new` runs on the new
+  app to write its spin.toml and build directory;
 - `content/`: the files of a new app, `spin.toml` among them;
 - `component.toml`: the `[[trigger.http]]` and `[component.*]` tables `wasmlet add` appends
   to an existing spin.toml (the other files of `content/` go to the component's directory).
@@ -48,6 +50,7 @@ class TemplateInfo:
     name: str
     description: str
     needs: str
+    port: str = ""  # a `wasmlet port` kind run on the new app (it writes spin.toml)
 
 
 def _templates_root() -> Traversable:
@@ -76,7 +79,12 @@ def template_info(name: str) -> TemplateInfo:
         )
     meta = _templates_root().joinpath(name, "template.toml")
     data = tomllib.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
-    return TemplateInfo(name, str(data.get("description", "")), str(data.get("needs", "")))
+    return TemplateInfo(
+        name,
+        str(data.get("description", "")),
+        str(data.get("needs", "")),
+        str(data.get("port", "")),
+    )
 
 
 def validate_name(name: str) -> None:

@@ -49,23 +49,31 @@ def _intrinsic(loader: _Loader, suffix: str, node: yaml.Node) -> dict[str, Any]:
 _Loader.add_multi_constructor("!", _intrinsic)
 
 
-def load_template(path: Path) -> dict[str, Any]:
-    """A template file as data; `PortError` naming the file and line when it is not one."""
+def load_yaml(path: Path) -> Any:
+    """A YAML (or JSON) file with CloudFormation's tags as data; `PortError` naming the file
+    and line when it is not one."""
     name = path.name  # as every message names it
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise PortError(f"{name}: cannot read the template: {e.strerror or e}") from None
+        raise PortError(f"{name}: cannot read the file: {e.strerror or e}") from None
     try:
-        data = yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise PortError(f"{name}: not valid YAML{where}: {e.problem}") from None
     except yaml.YAMLError as e:
         raise PortError(f"{name}: not valid YAML: {e}") from None
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """A template file as data; `PortError` naming the file and line when it is not one."""
+    data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
-        raise PortError(f"{name}: Resources: expected a mapping of resources (is this a template?)")
+        raise PortError(
+            f"{path.name}: Resources: expected a mapping of resources (is this a template?)"
+        )
     return data
 
 
@@ -90,8 +98,12 @@ class Resolver:
         stack_name: str,
         overrides: Mapping[str, str],
         notes: list[Note],
+        other_resources: str | None = None,
     ) -> None:
         self.file = file
+        # A Ref to a name the template does not declare is an error, unless resources come
+        # from elsewhere too (the Serverless Framework's own): then it is noted, as this says.
+        self.other_resources = other_resources
         self.resources: Mapping[str, Any] = template.get("Resources") or {}
         self.mappings: Mapping[str, Any] = template.get("Mappings") or {}
         self.notes = notes
@@ -150,6 +162,9 @@ class Resolver:
                 f"!Ref {name} ({kind}) is replaced by its logical id {name!r}",
                 "wasmlet creates no AWS resources",
             )
+            return name
+        if self.other_resources is not None:
+            self.note(where, f"Ref {name} is replaced by {name!r}", self.other_resources)
             return name
         raise PortError(
             f"{self.file}: {where}: !Ref {name}: no parameter or resource of that name "
@@ -222,6 +237,19 @@ class Resolver:
         "Fn::Select": _select,
         "Fn::FindInMap": _find_in_map,
     }
+
+
+def resolved_strings(
+    values: Mapping[Any, object], where: str, resolve: Callable[[object, str], str | None]
+) -> dict[str, str]:
+    """A mapping's values (environment variables) as strings, by `resolve(value, where.key)`;
+    those without a value (noted by `resolve`) left out."""
+    out = {}
+    for key, value in values.items():
+        text = resolve(value, f"{where}.{key}")
+        if text is not None:
+            out[str(key)] = text
+    return out
 
 
 def _shown(value: object) -> str:

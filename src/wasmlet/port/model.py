@@ -1,6 +1,6 @@
-"""What a port reads from a serverless project, whatever its format (AWS SAM today; the
-Serverless Framework and Azure Functions fit the same model): functions with their handler,
-code, settings and HTTP events, and notes on what was not ported and why."""
+"""What a port reads from a serverless project, whatever its format (AWS SAM, the Serverless
+Framework): functions with their runtime, handler, code, settings and HTTP events, and notes
+on what was not ported and why."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ HTTP_API = "http-api"
 HTTP_API_V1 = "http-api-1.0"
 REST = "rest"
 FUNCTION_URL = "function-url"
+ALB = "alb"
+ALB_MULTI = "alb-multi-value"
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class HttpEvent:
     """An HTTP trigger of a function."""
 
     where: str  # its place in the project file, for messages
-    kind: str  # HTTP_API, HTTP_API_V1, REST or FUNCTION_URL
+    kind: str  # HTTP_API, HTTP_API_V1, REST, FUNCTION_URL, ALB or ALB_MULTI
     path: str  # the API's route path ("/items/{id}", "/{proxy+}"); "" for $default or a URL
     method: str | None  # upper-case; None for any method
     stage: str = "$default"
@@ -44,8 +46,8 @@ class LambdaFunction:
     logical_id: str  # the template's name for it
     name: str  # what `context.function_name` says (FunctionName, else the logical id)
     where: str  # "template.yaml: Resources.HelloWorldFunction"
-    runtime: str  # "python3.12"
-    handler: str  # "app.lambda_handler"
+    runtime: str  # "python3.12", "nodejs22.x"
+    handler: str  # "app.lambda_handler", "src/app.handler"
     code_dir: Path  # absolute
     environment: dict[str, str] = field(default_factory=dict)
     memory_mb: int = 128
@@ -62,5 +64,6 @@ class Project:
     name: str  # the app's name in spin.toml
     description: str
     region: str
+    kind: str = "aws-sam"  # the `wasmlet port` command that reads it
     functions: list[LambdaFunction] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)

@@ -1,5 +1,6 @@
-"""Read an AWS SAM template: its `AWS::Serverless::Function`s with a Python runtime and their
-HTTP events (`Api`, `HttpApi`, `FunctionUrlConfig`), with `Globals.Function` applied.
+"""Read an AWS SAM template: its `AWS::Serverless::Function`s with a Python or Node.js runtime
+and their HTTP events (`Api`, `HttpApi`, `FunctionUrlConfig`), with `Globals.Function`
+applied.
 
 Whatever is not ported is noted with where it is and why: other runtimes, non-HTTP events,
 routes behind an authorizer (not enforced by wasmlet: skipped unless `without_auth`),
@@ -14,7 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .cfn import PortError, Resolver, load_template
+from .cfn import PortError, Resolver, load_template, resolved_strings
+from .handlers import handler_problem, language, missing_handler, unsupported_runtime
 from .model import (
     FUNCTION_URL,
     HTTP_API,
@@ -25,7 +27,6 @@ from .model import (
     Project,
 )
 
-PYTHON_RUNTIME = re.compile(r"python3\.\d+")
 _METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 _ANY = {"ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD"}
 # AWS SAM's event source types other than the HTTP ones.
@@ -92,7 +93,7 @@ def read_sam(
         resolver.note(
             "Resources",
             ", ".join(other),
-            "wasmlet creates no AWS resources; code calling them (boto3) will fail",
+            "wasmlet creates no AWS resources; code calling them (boto3, the AWS SDK) will fail",
         )
     return project
 
@@ -145,21 +146,16 @@ class _Reader:
         )
         if runtime is None:
             raise self.fail(f"{at}.Runtime", "missing (e.g. Runtime: python3.12)")
-        if not PYTHON_RUNTIME.fullmatch(runtime):
-            later = (
-                " (JavaScript handlers are not ported yet)" if runtime.startswith("nodejs") else ""
-            )
+        if language(runtime) is None:
             self.r.note(
-                f"{at}.Runtime",
-                f"{runtime!r} is not supported{later}",
-                "wasmlet ports python3.x functions (run on CPython 3.12 with componentize-py)",
+                f"{at}.Runtime", f"{runtime!r} is not supported", unsupported_runtime(runtime)
             )
             return None
-        handler = self._handler(props, at)
+        handler = self._handler(props, runtime, at)
         code_dir = self._code(props, at)
         if code_dir is None:
             return None
-        self._check_handler(handler, code_dir, at)
+        self._check_handler(handler, runtime, code_dir, at)
         name = (
             self.r.string(props["FunctionName"], f"{at}.FunctionName")
             if "FunctionName" in props
@@ -192,18 +188,15 @@ class _Reader:
             return None
         return function
 
-    def _handler(self, props: dict[str, Any], at: str) -> str:
+    def _handler(self, props: dict[str, Any], runtime: str, at: str) -> str:
         handler = (
             self.r.string(props.get("Handler"), f"{at}.Handler") if "Handler" in props else None
         )
         if not handler:
             raise self.fail(f"{at}.Handler", "missing (e.g. Handler: app.lambda_handler)")
-        module, _, attr = handler.replace("/", ".").rpartition(".")
-        parts = [*module.split("."), attr]
-        if not module or not all(p.isidentifier() for p in parts):
-            raise self.fail(
-                f"{at}.Handler", f"{handler!r} is not module.function (e.g. app.lambda_handler)"
-            )
+        problem = handler_problem(runtime, handler)
+        if problem is not None:
+            raise self.fail(f"{at}.Handler", problem)
         return handler
 
     def _code(self, props: dict[str, Any], at: str) -> Path | None:
@@ -219,24 +212,18 @@ class _Reader:
             raise self.fail(f"{at}.CodeUri", f"{text!r}: no such directory (next to {self.file})")
         return code
 
-    def _check_handler(self, handler: str, code: Path, at: str) -> None:
-        module = handler.replace("/", ".").rpartition(".")[0].replace(".", "/")
-        if not ((code / f"{module}.py").is_file() or (code / module / "__init__.py").is_file()):
+    def _check_handler(self, handler: str, runtime: str, code: Path, at: str) -> None:
+        missing = missing_handler(runtime, handler, code)
+        if missing is not None:
             raise self.fail(
-                f"{at}.Handler",
-                f"{handler!r}: no {module}.py in {_shown_dir(code, self.base)}",
+                f"{at}.Handler", f"{handler!r}: {missing} in {shown_dir(code, self.base)}"
             )
 
     def _environment(self, props: dict[str, Any], at: str) -> dict[str, str]:
         variables = props["Environment"]["Variables"]
         if not isinstance(variables, dict):
             raise self.fail(f"{at}.Environment.Variables", "expected a mapping")
-        env = {}
-        for key, value in variables.items():
-            text = self.r.string(value, f"{at}.Environment.Variables.{key}")
-            if text is not None:
-                env[str(key)] = text
-        return env
+        return resolved_strings(variables, f"{at}.Environment.Variables", self.r.string)
 
     def _number(
         self, props: dict[str, Any], key: str, at: str, default: int, low: int, high: int
@@ -281,8 +268,14 @@ class _Reader:
         stage = self._stage(api, event_kind, at)
         if kind == "HttpApi" and "Path" not in props and "Method" not in props:
             return [HttpEvent(self.where(at), event_kind, "", None, stage)]
-        path = self._path(props.get("Path"), f"{at}.Properties.Path")
-        method = self._method(props.get("Method"), f"{at}.Properties.Method")
+        try:
+            path = api_path(props.get("Path"))
+        except ValueError as e:
+            raise self.fail(f"{at}.Properties.Path", str(e)) from None
+        try:
+            method = api_method(props.get("Method"))
+        except ValueError as e:
+            raise self.fail(f"{at}.Properties.Method", str(e)) from None
         return [HttpEvent(self.where(at), event_kind, path, method, stage)]
 
     def _api(self, props: dict[str, Any], key: str, kind: str, at: str) -> dict[str, Any]:
@@ -315,9 +308,10 @@ class _Reader:
             guard = "an API key"
         if guard is None:
             return False
-        served = "served WITHOUT it (--without-auth)" if self.without_auth else "not served"
         self.r.note(
-            at, f"the route requires {guard}, {served}", "wasmlet does not enforce API Gateway auth"
+            at,
+            f"the route requires {guard}, {served(self.without_auth)}",
+            "wasmlet does not enforce API Gateway auth",
         )
         return True
 
@@ -330,37 +324,45 @@ class _Reader:
         if auth not in ("NONE", "AWS_IAM"):
             raise self.fail(f"{where}.AuthType", f"{auth!r}: expected NONE or AWS_IAM")
         if auth == "AWS_IAM":
-            served = "served WITHOUT it (--without-auth)" if self.without_auth else "not served"
-            self.r.note(where, f"AuthType AWS_IAM, {served}", "wasmlet does not check SigV4")
+            self.r.note(
+                where,
+                f"AuthType AWS_IAM, {served(self.without_auth)}",
+                "wasmlet does not check SigV4",
+            )
             if not self.without_auth:
                 return []
         return [HttpEvent(self.where(where), FUNCTION_URL, "", None)]
 
-    def _path(self, value: object, at: str) -> str:
-        if not isinstance(value, str) or not value.startswith("/"):
-            raise self.fail(at, f"{value!r}: expected a path starting with / (e.g. /items/{{id}})")
-        segments = [s for s in value.split("/") if s]
-        for i, segment in enumerate(segments):
-            if not _SEGMENT.fullmatch(segment) or (
-                segment.endswith("+}") and i != len(segments) - 1
-            ):
-                raise self.fail(
-                    at,
-                    f"{value!r}: segment {segment!r} is not a literal, {{name}} or a final "
-                    "{name+}",
-                )
-        return "/" + "/".join(segments)
 
-    def _method(self, value: object, at: str) -> str | None:
-        method = str(value).upper() if isinstance(value, str) else None
-        if method in _ANY:
-            return None
-        if method not in _METHODS:
-            raise self.fail(
-                at, f"{value!r}: expected an HTTP method ({', '.join(sorted(_METHODS))} or any)"
+def api_path(value: object) -> str:
+    """An API Gateway route path, normalised (`/items/{id}`); ValueError saying what is wrong."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"{value!r}: expected a path starting with / (e.g. /items/{{id}})")
+    segments = [s for s in value.split("/") if s]
+    for i, segment in enumerate(segments):
+        if not _SEGMENT.fullmatch(segment) or (segment.endswith("+}") and i != len(segments) - 1):
+            raise ValueError(
+                f"{value!r}: segment {segment!r} is not a literal, {{name}} or a final {{name+}}"
             )
-        return method
+    return "/" + "/".join(segments)
 
 
-def _shown_dir(path: Path, base: Path) -> str:
+def api_method(value: object) -> str | None:
+    """An HTTP method, upper-case; None for any (`any`, `*`); ValueError when not one."""
+    method = str(value).upper() if isinstance(value, str) else None
+    if method in _ANY:
+        return None
+    if method not in _METHODS:
+        raise ValueError(
+            f"{value!r}: expected an HTTP method ({', '.join(sorted(_METHODS))} or any)"
+        )
+    return method
+
+
+def served(without_auth: bool) -> str:
+    """How a route that needs auth is ported (for its note)."""
+    return "served WITHOUT it (--without-auth)" if without_auth else "not served"
+
+
+def shown_dir(path: Path, base: Path) -> str:
     return path.relative_to(base).as_posix() + "/" if path.is_relative_to(base) else str(path)

@@ -25,6 +25,10 @@ from pathlib import Path
 STAMP = ".wasmlet-deps"
 _NATIVE = (".so", ".pyd", ".dylib")
 _WASI = "wasm32-wasi"
+# Native modules that are only accelerators: their packages fall back to pure Python when
+# they are missing, so the build drops them instead of failing (MarkupSafe's comes with
+# werkzeug, which azure-functions needs).
+_OPTIONAL = ("markupsafe/_speedups.",)
 
 
 def _requirements(files: list[Path]) -> tuple[list[Path], str]:
@@ -127,6 +131,10 @@ def _check(out: Path, present: list[Path], report: Path, status: int, stamp: Pat
             file=sys.stderr,
         )
         return 1
+    for path in out.rglob("*"):
+        rel = path.relative_to(out).as_posix()
+        if rel.startswith(_OPTIONAL) and rel.endswith(_NATIVE):
+            path.unlink()
     native = _native_files(out)
     if native:
         chains = _chains(report)
