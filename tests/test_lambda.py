@@ -468,3 +468,35 @@ def test_a_handler_that_cannot_be_imported_fails_the_build(apps: Apps) -> None:
     )
     assert "No module named 'requests'" in build.output
     assert "build command for component 'fetch' failed" in build.output
+
+
+def test_the_ported_app_is_pushed_served_from_the_registry_and_scaffolded(
+    apps: Apps, tmp_path: Path, cache_dir: Path
+) -> None:
+    """What `wasmlet port` and `wasmlet build` made is an app like any other: pushed to a
+    registry (Debian's docker-registry), served from there by reference, and scaffolded."""
+    from fixtures.oci.registry import start_registry
+    from support.env import require_tool
+
+    require_tool("/usr/bin/docker-registry", "docker-registry")
+    apps.sam_build.wait()
+    assert apps.sam_build.proc.returncode == 0, apps.sam_build.output[-6000:]
+    registry = start_registry(tmp_path / "registry")
+    env = {"WASMLET_CACHE_DIR": str(tmp_path / "cache"), "WASMLET_CONFIG_DIR": str(tmp_path)}
+    try:
+        ref = registry.ref("lambda/sam-app:v1")
+        pushed = run_cli("registry", "push", "-k", ref, cwd=BUILT, env=env, timeout=600)
+        assert pushed.returncode == 0, pushed.stderr
+        server = start_server(
+            ref, "-k", "--request-timeout", "20", env=env, cache_dir=cache_dir, timeout=600
+        )
+        try:
+            data, _ = check_http_api_echo(server)
+            assert data["context"]["function_name"] == "echo-fn"
+        finally:
+            server.stop()
+        scaffold = run_cli("kube", "scaffold", "-f", ref)
+        assert scaffold.returncode == 0, scaffold.stderr
+        assert "kind: SpinApp" in scaffold.stdout and f"image: {ref}" in scaffold.stdout
+    finally:
+        registry.stop()
