@@ -249,11 +249,13 @@ class GuestPool(Executor):
                 )
                 self._alive.add(thread)
                 thread.start()
-        if self._turns and self.running < self.threads:
-            self._watch_overdue()
+        self._watch_overdue()
 
     def _watch_overdue(self) -> None:
-        """Queued work is left: have the watch start it if it waits `patience`."""
+        """If queued work is left (and may start beyond `running`), have the watch start it
+        once it has waited `patience`."""
+        if not self._turns or self.running >= self.threads:
+            return
         if self._watch is None:
             self._watch = threading.Thread(
                 target=self._watching, name=f"{self._name}-watch", daemon=True
@@ -295,14 +297,12 @@ class GuestPool(Executor):
             self._turn(done)
             if self._room() and (work := self._take()) is not None:
                 self._busy += 1
-                if self._turns and self.running < self.threads:
-                    self._watch_overdue()  # what is left may start elsewhere when overdue
+                self._watch_overdue()  # what is left may start elsewhere when overdue
                 return work
             if self._shutdown:
                 self._alive.discard(threading.current_thread())
                 return None
-            if self._turns and self.running < self.threads:
-                self._watch_overdue()
+            self._watch_overdue()
             waiter = _Idle()
             self._idle.append(waiter)
         while True:

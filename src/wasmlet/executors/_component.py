@@ -91,8 +91,8 @@ class ComponentHandler:
         self.component_id = prepared.id
         self.capabilities = prepared.factors.capabilities
         self.environment = list(prepared.locked.env.items())
-        self.linker = _linker(engine, component, prepared.factors.interfaces)
-        imports = component.type.imports(engine.engine)
+        imports = tuple(sorted(component.type.imports(engine.engine)))
+        self.linker = _linker(engine, component, imports, prepared.factors.interfaces)
         self.can_wait = any(name.partition("@")[0] not in NEVER_WAIT for name in imports)
         self.metrics = metrics.component(prepared.app, prepared.id)  # None: metrics are off
         if export:  # a function of an exported interface
@@ -144,9 +144,12 @@ class ComponentHandler:
             except (GuestError, wasmtime.WasmtimeError, HostTrap) as e:
                 outcome.failure = e
         failure = outcome.failure
-        if (abandoned is not None and abandoned()) or (
-            failure is not None and budget is not None and self._kind(failure) == "timeout"
-        ):
+        stopped = (  # at its budget, not at its deadline
+            budget is not None
+            and failure is not None
+            and failure_kind(_failure_text(failure)) == "timeout"
+        )
+        if stopped or (abandoned is not None and abandoned()):
             outcome.overran = True
         elif failure is not None:
             self._log_failure(failure)
@@ -172,12 +175,8 @@ class ComponentHandler:
         store.set_wasi(wasi)
         return store
 
-    @staticmethod
-    def _kind(error: Exception) -> str:
-        return failure_kind(str(getattr(error, "cause", None) or error))
-
     def _log_failure(self, error: Exception) -> None:
-        text = str(getattr(error, "cause", None) or error)
+        text = _failure_text(error)
         kind = failure_kind(text)
         if kind == "timeout":
             log.error("component %s timed out", self.component_id)
@@ -186,6 +185,11 @@ class ComponentHandler:
         if self.metrics is not None:
             self.metrics.failed(kind, text)  # with its backtrace, for the status page
         spans.failed(kind)  # the guest's span, with traces on
+
+
+def _failure_text(error: Exception) -> str:
+    """What a failed call says: its host function's error, else wasmtime's."""
+    return str(getattr(error, "cause", None) or error)
 
 
 def failure_kind(text: str) -> str:
@@ -209,8 +213,9 @@ _LINKERS: weakref.WeakKeyDictionary[WasmEngine, dict[tuple[object, ...], Linker]
 _LINKERS_LOCK = threading.Lock()
 
 
-def _linker(engine: WasmEngine, component: Component, interfaces: list[Interface]) -> Linker:
-    imports = tuple(sorted(component.type.imports(engine.engine)))
+def _linker(
+    engine: WasmEngine, component: Component, imports: tuple[str, ...], interfaces: list[Interface]
+) -> Linker:
     key = (imports, tuple(id(i) for i in interfaces))
     with _LINKERS_LOCK:
         linkers = _LINKERS.setdefault(engine, {})
