@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -434,10 +435,15 @@ def test_workers_are_summed_and_a_dead_workers_gauge_is_dropped(
 
         sent = 0
         count = HTTP + "_count"
+
+        def all_counted(n: int) -> bool:  # in the files: within metrics.FLUSH_INTERVAL
+            return sum(_per_process(directory, "histogram", count).values()) == n
+
         while True:  # until both workers have answered some (the kernel picks one per accept)
             with ThreadPoolExecutor(8) as pool:
                 assert set(pool.map(one, range(40))) == {200}
             sent += 40
+            wait_for(partial(all_counted, sent), timeout=3)
             per = _per_process(directory, "histogram", count, component="hello")
             if len([n for pid, n in per.items() if pid in workers and n > 0]) == 2 or sent >= 400:
                 break
@@ -462,7 +468,7 @@ def test_workers_are_summed_and_a_dead_workers_gauge_is_dropped(
         samples = scrape(url)
         assert value(samples, count, component="hello") == sent
         assert s.get("/hello").status_code == 200
-        assert value(scrape(url), count, component="hello") == sent + 1
+        wait_for(lambda: value(scrape(url), count, component="hello") == sent + 1, timeout=3)
     finally:
         s.stop()
     assert s.proc.returncode == 0

@@ -228,7 +228,14 @@ def test_with_workers_the_page_sums_them_and_merges_their_failures(
             if len(pids) == 2 or sent >= 200:
                 break
         assert len(pids) == 2, pids
-        body = httpx.get(url).json()
+
+        def counted() -> dict[str, Any] | None:  # a worker's counts: in its file within
+            body: dict[str, Any] = httpx.get(url).json()  # metrics.FLUSH_INTERVAL
+            (app,) = body["apps"]
+            trap = next(r for r in app["routes"] if r["route"] == "/trap")
+            return body if trap["requests"] == sent else None
+
+        body = until(counted)
         (app,) = body["apps"]
         assert app["name"] == "status-demo" and app["state"] == "ready"
         trap = next(r for r in app["routes"] if r["route"] == "/trap")

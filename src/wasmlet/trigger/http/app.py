@@ -78,14 +78,19 @@ async def _send_response(
     await send(start)
     if response.truncated:
         await send({"type": "http.response.body", "body": response.body, "more_body": True})
-        raise GuestFailedMidBody("response body cut short: the component failed")
+        raise GuestFailedMidBody("response body cut short: the component failed", response.status)
     await send({"type": "http.response.body", "body": response.body})
     if with_trailers:
         await send({"type": RESPONSE_TRAILERS, "headers": _encode(response.trailers or [])})
 
 
 class GuestFailedMidBody(Exception):
-    """Raised after a partial body so the server aborts the response (as Spin does)."""
+    """Raised after a partial body so the server aborts the response (as Spin does);
+    `status`: the one that went out (for metrics and spans)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 TIMED_OUT_BODY = HttpResponse(
@@ -249,69 +254,51 @@ class HttpTrigger:
             await _send_response(self._well_known(path), send)
             return
         found = self.router.match(path)
-        if self.metrics is not None or self.observer is not None:
-            await self._measured(scope, path, found, receive, send)
-            return
-        self._account(+1)
-        try:
-            response = await self._respond(scope, path, found, receive, send)
-            if response is not None:
-                await _send_response(response, send, _trailers_accepted(scope))
-        finally:
-            self._account(-1)
-
-    async def _measured(
-        self,
-        scope: Scope,
-        path: str,
-        found: tuple[RouteMatch, Handler] | None,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        """`__call__` with metrics, traces or JSON logs on: the request's duration, by
-        method, route (as written in the manifest: bounded), component and the status sent;
-        its spans; its log context."""
-        began = time.perf_counter()
-        status = 500  # if no response starts: the client got none (e.g. it went away)
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        # With metrics, traces or JSON logs on: the request's duration, by method, route (as
+        # written in the manifest: bounded), component and the status sent; its spans; its
+        # log context.
         observe, watch = self.metrics, self.observer
-        route, component, execute = None, "", ""
-        if found is not None:
-            route, component = found[0].route, self._component_of.get(id(found[1]), "")
-            execute = self._execute_of.get(id(found[1]), "")
-        method = observe.started(scope["method"]) if observe is not None else ""
-        call = watch.begin(scope, path, route, component, execute) if watch is not None else None
+        route, component, execute, method, call = None, "", "", "", None
+        if observe is not None or watch is not None:
+            if found is not None:
+                route, component = found[0].route, self._component_of.get(id(found[1]), "")
+                execute = self._execute_of.get(id(found[1]), "")
+            if observe is not None:
+                method = observe.started(scope["method"])
+            if watch is not None:
+                call = watch.begin(scope, path, route, component, execute)
+        status = 500  # if no response starts: the client got none (e.g. it went away)
         failure: BaseException | None = None
-        self._account(+1)
+        began = self._account(+1)
         try:
-            response = await self._respond(scope, path, found, receive, sending, call)
-            if response is not None:
-                await _send_response(response, sending, _trailers_accepted(scope))
+            response = await self._respond(scope, path, found, receive, send, call)
+            if isinstance(response, int):  # streamed already
+                status = response
+            else:
+                status = response.status
+                await _send_response(response, send, _trailers_accepted(scope))
         except BaseException as e:
             failure = e
+            if isinstance(e, GuestFailedMidBody):
+                status = e.status
             raise
         finally:
-            self._account(-1)
-            took = time.perf_counter() - began
+            took = self._account(-1) - began
             if observe is not None:
                 observe.finished(method, route or "", component, status, took)
             if call is not None:
                 call.end(status, took, failure)
 
-    def _account(self, change: int) -> None:
-        """Requests in flight, and their sum over time (what an autoscaler averages)."""
+    def _account(self, change: int) -> float:
+        """Requests in flight, and their sum over time (what an autoscaler averages); returns
+        the time now (monotonic)."""
         now = time.monotonic()
         self.busy += self.in_flight * (now - self._since)
         self._since = now
         self.in_flight += change
         if change > 0:
             self.requests += 1
+        return now
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -330,8 +317,8 @@ class HttpTrigger:
         receive: Receive,
         send: Send,
         call: spans.HttpCall | None = None,
-    ) -> HttpResponse | None:
-        """The response to send, or None when it was streamed already (`call`: the
+    ) -> HttpResponse | int:
+        """The response to send, or the status of the one streamed already (`call`: the
         request's spans and log context, if on)."""
         if found is None:
             return HttpResponse(404)
@@ -367,8 +354,7 @@ class HttpTrigger:
         )
         if streaming:
             trailers_ok = _trailers_accepted(scope)
-            await self._stream(handler, request, match, send, trailers_ok, started, call)
-            return None
+            return await self._stream(handler, request, match, send, trailers_ok, started, call)
         try:
             return await self._call(handler, request, match, started, call)
         except Exception:
@@ -454,14 +440,15 @@ class HttpTrigger:
         trailers_ok: bool,
         started: list[float],
         call: spans.HttpCall | None = None,
-    ) -> None:
+    ) -> int:
         """Run a streaming executor and send its response as the worker produces it; a
-        guest past its deadline (plus grace) gets 500, or its body cut short."""
+        guest past its deadline (plus grace) gets 500, or its body cut short. Returns the
+        status that went out."""
         if getattr(handler, "inline", False) and request.body_rest is None:
             whole = self._inline(cast(InlineExecutor, handler), request, match, started, call)
             if whole is not None:
                 await _send_response(whole, send, trailers_ok)
-                return
+                return whole.status
         loop = asyncio.get_running_loop()
         channel = ResponseChannel(loop)
 
@@ -483,16 +470,19 @@ class HttpTrigger:
         overdue = None
         if self.request_timeout > 0:
             overdue = _Overdue(loop, self.request_timeout, started, channel.overdue)
-        sent = False  # whether the response has started going out
+        status = 0  # the one that went out, once the response has started
         try:
             async for event in channel.events():
                 kind = event[0]
                 if kind == "overdue":
                     _log_overdue(request, match)
-                    if sent:
-                        raise GuestFailedMidBody("response body cut short: past the deadline")
-                    await _send_response(HttpResponse(500), send)
+                    if status:
+                        cut = "response body cut short: past the deadline"
+                        raise GuestFailedMidBody(cut, status)
+                    status = 500
+                    await _send_response(HttpResponse(status), send)
                 elif kind == "response":
+                    status = event[1].status
                     await _send_response(event[1], send, trailers_ok)
                 elif kind == "start":
                     start = {
@@ -503,7 +493,7 @@ class HttpTrigger:
                     if trailers_ok:  # whether there will be any is known only at the end
                         start["trailers"] = True
                     await send(start)
-                    sent = True
+                    status = event[1]
                 elif kind == "body":
                     await send({"type": "http.response.body", "body": event[1], "more_body": True})
                 elif kind == "end":
@@ -511,7 +501,9 @@ class HttpTrigger:
                     if trailers_ok:
                         await send({"type": RESPONSE_TRAILERS, "headers": _encode(event[1] or [])})
                 else:  # abort
-                    raise GuestFailedMidBody("response body cut short: the component failed")
+                    cut = "response body cut short: the component failed"
+                    raise GuestFailedMidBody(cut, status)
+            return status or 500  # 500: none went out
         finally:
             channel.close()  # a client that went away must not block the guest
             if overdue is not None:
