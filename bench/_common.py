@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 
-def wasmlet_cmd(app: Path, port: int, workers: int, cache: Path) -> list[str]:
+def wasmlet_cmd(app: Path, port: int, workers: int | str, cache: Path) -> list[str]:
     """`wasmlet up` for APP on 127.0.0.1:PORT with its own compile cache, quiet."""
     return [
         sys.executable,

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.component_guests import write_component_app
-from support.server import Server, start_command, write_app
+from support.server import Server, start_command, worker_pids, write_app
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -327,10 +327,8 @@ def test_a_50_mb_header_gets_431_without_growing_memory(app: Path, server_factor
 # -- item 9: workers die with their supervisor ------------------------------------------------
 def test_workers_exit_when_the_supervisor_is_killed(app: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
     s = server_factory(app, "--workers", "2")
-    pid = s.proc.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-    assert len(workers) == 2, children
+    workers = worker_pids(s.proc.pid)
+    assert len(workers) == 2, workers
     s.proc.kill()
     s.proc.wait(10)
     deadline = time.monotonic() + 15

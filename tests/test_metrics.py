@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -28,7 +29,14 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from support.component_guests import component, python_app
 from support.env import FIXTURES, ROOT, WAGI, free_port
-from support.server import Server, run_cli, start_host, start_server, write_app
+from support.server import (
+    Server,
+    run_cli,
+    start_host,
+    start_server,
+    worker_pids,
+    write_app,
+)
 from support.triggers import redis_client
 
 COMPONENTS = FIXTURES / "components"
@@ -377,25 +385,16 @@ reply_channel = "{reply}"
 
 
 def _worker_pids(server: Server) -> list[int]:
-    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
-    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text()
-    pids = []
-    for pid in map(int, children.split()):
-        try:
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(pid)
-        except OSError:  # it has just exited
-            pass
-    return pids
+    return worker_pids(server.proc.pid)
 
 
 def _metrics_dir(pid: int) -> Path:
-    """The run's multiprocess directory, as a worker was given it."""
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    for entry in environ:
-        if entry.startswith(b"WASMLET_METRICS_DIR="):
-            return Path(entry.split(b"=", 1)[1].decode())
-    raise AssertionError("the worker has no WASMLET_METRICS_DIR")
+    """The run's multiprocess directory: the one holding the files of process `pid` (the
+    supervisor's: its compile cache lookup, from building the app first)."""
+    for directory in Path(tempfile.gettempdir()).glob("wasmlet-metrics-*"):
+        if any(directory.glob(f"*_{pid}.db")):
+            return directory
+    raise AssertionError(f"no metrics directory has process {pid}'s files")
 
 
 def _per_process(directory: Path, kind: str, name: str, **labels: str) -> dict[int, float]:
@@ -426,7 +425,7 @@ def test_workers_are_summed_and_a_dead_workers_gauge_is_dropped(
         # A worker that dies within 2 s of its start stops the server (server._FAST_FAIL:
         # it would only die again); the one killed below must be older than that.
         time.sleep(2.5)
-        directory = _metrics_dir(workers[0])
+        directory = _metrics_dir(s.proc.pid)
         assert directory.is_dir()
 
         def one(_: int) -> int:

@@ -245,14 +245,17 @@ def _looks_like_reference(text: str) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from .logs import configure_logging
-    from .observe.endpoint import serving
-    from .trigger.http.server import serve
-
     if getattr(args, "build", False):
         from .build import build_app
 
         build_app(Path(args.app))
+    from .forkserver import start_early
+
+    start_early(args.workers)  # its imports beside the ones below (forkserver.py)
+    from .logs import configure_logging
+    from .observe.endpoint import serving
+    from .trigger.http.server import serve
+
     configure_logging(args.log_level, args.log_format)
     app, opts = up_options(args)
     # Spin writes component output to .spin/logs/; wasmlet logs it: say where it goes.

@@ -191,3 +191,24 @@ def parse_env_dump(body: str) -> tuple[list[str], dict[str, str]]:
             k, _, v = line.partition("=")
             env[k] = v
     return argv, env
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:  # it has just exited
+        return []
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    """The worker processes of a server with `--workers N`: the children of its fork server
+    (wasmlet/forkserver.py), itself a child of the supervisor."""
+    workers = []
+    for child in _children(supervisor):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing.forkserver" in cmdline:
+            workers += _children(child)
+    return workers

@@ -187,9 +187,8 @@ class MetricsEndpoint:
         self._server.server_close()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
-            for name in ("PROMETHEUS_MULTIPROC_DIR", metrics.WORKERS_ENV):
-                if os.environ.get(name) == self._dir:
-                    del os.environ[name]
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == self._dir:
+                del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 @contextlib.contextmanager

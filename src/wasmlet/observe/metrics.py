@@ -11,7 +11,8 @@ instantiation) reaches the metrics through `flush`, at most FLUSH_INTERVAL later
 
 With `--workers N`, every process writes its values to files in one directory private to
 the run (prometheus-client's multiprocess mode), and the endpoint (`endpoint.py`) sums them;
-`WORKERS_ENV` names that directory to the workers, which call `enable_from_environment`.
+the supervisor gives that directory (`multiprocess_dir()`) to the workers, which `enable`
+with it.
 
 Label values are bounded: routes as written in the manifest (never the raw path), methods
 outside RFC 9110's (and PATCH) as `_OTHER`, as OpenTelemetry's HTTP conventions say.
@@ -35,9 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("wasmlet.metrics")
 
-WORKERS_ENV = "WASMLET_METRICS_DIR"
 # How long the request path's counts may wait to reach the Prometheus metrics (see `_add`).
-FLUSH_INTERVAL = 0.5  # seconds  # the run's multiprocess directory, for its workers
+FLUSH_INTERVAL = 0.5  # seconds
 # OpenTelemetry's advised buckets for http.server.request.duration (seconds).
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 # Instantiation takes tens of microseconds (a pooled slot) to tens of milliseconds.
@@ -183,10 +183,9 @@ def enable(multiprocess_dir: str | None = None) -> None:
         # prometheus-client picks where values live (memory, or files in the multiprocess
         # directory) from PROMETHEUS_MULTIPROC_DIR when it is first imported: set it to the
         # run's directory, or keep a variable of the user's environment from sending this
-        # process's values to files. Processes spawned later inherit the variables.
+        # process's values to files.
         if multiprocess_dir is not None:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiprocess_dir
-            os.environ[WORKERS_ENV] = multiprocess_dir
             if not getattr(values.ValueClass, "_multiprocess", False):
                 values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
         else:
@@ -198,14 +197,6 @@ def enable(multiprocess_dir: str | None = None) -> None:
         atexit.register(flush)  # what was counted in the last FLUSH_INTERVAL
         _registry, _multiprocess_dir = registry, multiprocess_dir
         status.enable(multiprocess_dir)  # the status page's apps and failures, on the same flag
-
-
-def enable_from_environment() -> bool:
-    """In a worker process: switch metrics on if the supervisor did (see `WORKERS_ENV`)."""
-    directory = os.environ.get(WORKERS_ENV)
-    if directory:
-        enable(directory)
-    return bool(directory)
 
 
 def enabled() -> bool:

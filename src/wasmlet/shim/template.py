@@ -80,6 +80,7 @@ PRELOAD = (
     "wasmlet.factors._postgres_client",
     "wasmlet.factors._mysql_client",
     "wasmlet.factors._mqtt_client",
+    "httpx",  # outbound HTTP (wasi/http/sender.py imports it at an app's first request)
     # a task with WASMLET_METRICS_LISTEN (16 ms to import in each task otherwise)
     "prometheus_client",
     "prometheus_client.exposition",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import gc
 import logging
 import math
@@ -32,6 +31,7 @@ from typing import Any, Protocol, TextIO, runtime_checkable
 
 import uvicorn
 
+from ... import forkserver
 from ...errors import WasmletError
 from ...locked import LockedApp
 from ...logs import configure_logging
@@ -48,7 +48,6 @@ DEFAULT_LISTEN = "127.0.0.1:3000"
 _FAST_FAIL = 2.0  # seconds
 _CLOSE_GRACE = 5.0  # seconds to close down after the drain, before the process just exits
 _FORCED_GRACE = 2.0  # the same after a second signal
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _MIN_HEAD = 1024  # bytes
 
 
@@ -312,32 +311,31 @@ def _worker_main(
     log: tuple[str, str],
     sock: socket.socket,
     limits: ServerLimits,
-    parent: int,
+    metrics_dir: str | None,
+    lifeline: socket.socket,
 ) -> None:
-    _exit_with_parent(parent)
+    _exit_with_supervisor(lifeline)
     configure_logging(*log)  # (level, format)
-    metrics.enable_from_environment()  # before the build: --metrics-listen (observe/)
+    if metrics_dir is not None:  # before the build: --metrics-listen (observe/)
+        metrics.enable(metrics_dir)
     tracing.enable_from_environment()  # this worker's own exporter (OTEL_*, observe/)
     _run_uvicorn(target.build(base_url(sock)), sock, limits)
 
 
-def _exit_with_parent(parent: int) -> None:
+def _exit_with_supervisor(lifeline: socket.socket) -> None:
     """SIGTERM this worker (it drains and exits) when the supervisor dies, even of SIGKILL:
-    an orphan would keep serving the port, and a restarted server could not bind it."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    else:  # no parent-death signal: look once a second
-        threading.Thread(
-            target=_watch_parent, args=(parent,), name="wasmlet-parent", daemon=True
-        ).start()
-    if os.getppid() != parent:  # it died before the signal was asked for
-        sys.exit("wasmlet worker: the supervisor has exited")
+    an orphan would keep serving the port, and a restarted server could not bind it.
+    `lifeline` is a socket whose other end only the supervisor holds: it reads end-of-file
+    once the supervisor is gone. (Not a parent-death signal: the parent is the fork server,
+    which lives as long as any worker does.)"""
 
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while lifeline.recv(1):
+                pass
+        os.kill(os.getpid(), signal.SIGTERM)
 
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name="wasmlet-supervisor", daemon=True).start()
 
 
 def serve(app: LockedApp, opts: ServeOptions, out: TextIO = sys.stdout) -> None:
@@ -412,8 +410,10 @@ def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
 
     A worker that dies within `_FAST_FAIL` seconds of starting stops the server: it would
     only die again."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = forkserver.context([type(target).__module__])
     stopping = False
+    # Ours stays here (never inherited: sockets are not); theirs is passed to each worker.
+    ours, theirs = socket.socketpair()
 
     def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
         p = ctx.Process(
@@ -423,7 +423,8 @@ def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
                 (opts.log_level, opts.log_format),
                 sock,
                 opts.limits,
-                os.getpid(),
+                metrics.multiprocess_dir(),
+                theirs,
             ),
             name=f"wasmlet-worker-{i}",
         )
@@ -457,3 +458,5 @@ def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
         for s, h in old.items():
             signal.signal(s, h)
         sock.close()
+        ours.close()
+        theirs.close()

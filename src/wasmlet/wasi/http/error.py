@@ -22,16 +22,18 @@ import socket
 import ssl
 from collections.abc import Iterator
 
-import h11
-import httpcore
-import httpx
-
 from ..io import IoError
 from .types import ErrorCode
 
 
 def error_code(exc: BaseException) -> ErrorCode:
     """The error-code for a failure to send a request or receive its response head."""
+    # Imported here: only an app that sends outbound requests needs them, and they are a
+    # good share of a fresh server's imports.
+    import h11
+    import httpcore
+    import httpx
+
     chain = list(_chain(exc))
 
     def caused_by(*kinds: type[BaseException]) -> BaseException | None:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ..io import IoError, IterInputStream, StreamFailed
 from .body import IncomingBody
 from .error import error_code
 from .types import IncomingResponse, OutboundRequest, SendOutcome
+
+if TYPE_CHECKING:  # imported at the first request: an app that sends none never loads httpx
+    import httpx
 
 log = logging.getLogger("wasmlet.http")
 
@@ -51,6 +53,8 @@ class HttpxSender:
                 done.set_result(("internal-error", "outbound HTTP is closed: the app is stopping"))
                 return done
             if self._client is None or self._pool is None:
+                import httpx
+
                 self._client = httpx.Client(
                     follow_redirects=False, timeout=httpx.Timeout(self.timeout)
                 )
@@ -70,6 +74,8 @@ class HttpxSender:
             client.close()
 
     def _timeout(self, request: OutboundRequest) -> httpx.Timeout:
+        import httpx
+
         def pick(value: float | None) -> float:
             return self.timeout if value is None else value
 
@@ -81,6 +87,8 @@ class HttpxSender:
         )
 
     def _send(self, client: httpx.Client, request: OutboundRequest) -> SendOutcome:
+        import httpx
+
         try:
             built = client.build_request(
                 request.method,
