@@ -4,8 +4,10 @@
 
 Each run starts a new process and polls the app's port every 2 ms until a GET answers 200;
 the time is from the spawn to that answer. The compile cache is warm (one run first fills it),
-as on any machine that has run the app once; `wasmtime serve` gets the component precompiled
-(`--allow-precompiled`), its equivalent. Cases:
+as on any machine that has run the app once, and so are Python's bytecode caches of wasmlet's
+modules (written first: an environment with PYTHONDONTWRITEBYTECODE, as some CI machines
+have, would otherwise compile every module on every start); `wasmtime serve` gets the
+component precompiled (`--allow-precompiled`), its equivalent. Cases:
 
   * examples/hello (the hello Wagi module), with the default workers (one per CPU) and with
     `--workers 1`;
@@ -23,6 +25,7 @@ imported from the process's own code).
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import socket
 import statistics
@@ -126,6 +129,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9, help="fresh starts per case")
     args = parser.parse_args()
+    import wasmlet
+
+    for source in wasmlet.__path__:  # the tree this Python imports (PYTHONPATH may pick one)
+        compileall.compile_dir(source, quiet=1)
     print(f"machine: {machine()}")
     print(f"load before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
