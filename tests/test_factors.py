@@ -13,13 +13,17 @@ import pytest
 import wasmtime
 from wasmtime import component
 
-from wasmlet.factors import FACTORS, AppContext, Factor, configure, mysql, postgres
+from wasmlet.factors import FACTORS, AppContext, Factor, LazyFactor, configure, mysql, postgres
 from wasmlet.factors.rdbms_types import RDBMS_TYPES
 from wasmlet.locked import LockedApp, LockedComponent, LockedComponentSource
 from wasmlet.wasi.host import build_linker
 
 # The one interface two factors list: a types-only interface both database factors need.
 SHARED = {RDBMS_TYPES.name: {postgres.FACTOR, mysql.FACTOR}}
+
+
+# Every factor as it serves (a lazily registered one imported).
+LOADED = [f.loaded() for f in FACTORS]
 
 
 def _name(factor: Factor[Any, Any]) -> str:
@@ -36,7 +40,7 @@ def _app(tmp_path: Path) -> tuple[LockedApp, Any]:
     return app, configure(AppContext(app, tmp_path))
 
 
-@pytest.mark.parametrize("factor", FACTORS, ids=_name)
+@pytest.mark.parametrize("factor", LOADED, ids=_name)
 def test_every_factor_has_a_key_and_serves_its_interfaces_alone(
     factor: Factor[Any, Any],
 ) -> None:
@@ -44,14 +48,24 @@ def test_every_factor_has_a_key_and_serves_its_interfaces_alone(
     assert factor.interfaces
     for iface in factor.interfaces:
         for name in iface.full_names():
-            serving = {f for f in FACTORS if any(i.serves(name) for i in f.interfaces)}
+            serving = {f for f in LOADED if any(i.serves(name) for i in f.interfaces)}
             assert serving == SHARED.get(iface.name, {factor}), name
             if iface.name not in SHARED:
                 assert factor.serves([name]), name
+                registered = FACTORS[LOADED.index(factor)]
+                assert registered.serves([name]), name  # lazily registered: the same
+
+
+@pytest.mark.parametrize("lazy", [f for f in FACTORS if isinstance(f, LazyFactor)], ids=str)
+def test_a_lazy_factor_names_every_interface_its_module_serves(lazy: LazyFactor) -> None:
+    """What decides whether a lazily registered factor is imported must not miss one of
+    its interfaces (a component importing it would get no capability)."""
+    served = {i.name.partition("@")[0] for i in lazy.loaded().interfaces}
+    assert lazy.names == served
 
 
 def test_factor_keys_are_distinct() -> None:
-    keys = [f.key for f in FACTORS]
+    keys = [f.key for f in LOADED]
     assert len(set(map(id, keys))) == len(keys)
     assert len({k.name for k in keys}) == len(keys)
 
@@ -107,9 +121,11 @@ HEAVY = "('psycopg', 'pymysql', 'paho', 'redis')"
 def test_serving_does_not_load_database_clients() -> None:
     code = f"""
         import sys, wasmlet.cli, wasmlet.trigger.http.server, wasmlet.running, wasmlet.factors
-        print(','.join(m for m in {HEAVY} if m in sys.modules))
+        print("clients:", ','.join(m for m in {HEAVY} if m in sys.modules))
+        lazy = [f.module for f in wasmlet.factors.FACTORS if hasattr(f, "module")]
+        print(len(lazy), "lazy:", ','.join(m for m in lazy if m in sys.modules))
     """
-    assert _run(code) == ""
+    assert _run(code) == "clients: \n5 lazy:"  # nor the lazily registered factors
 
 
 def test_postgres_component_loads_psycopg_only_when_it_connects(tmp_path: Path) -> None:

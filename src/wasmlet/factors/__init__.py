@@ -6,26 +6,27 @@ builds its app state once per app, and prepares each component's share once per 
 linker gets only the interfaces it imports, and its instances only those capabilities.
 
 Adding a capability: a new module defining a `Factor` (its interfaces, key, configure_app,
-prepare) and one line in `FACTORS`.
+prepare) and one line in `FACTORS`: the module itself, or a `LazyFactor` naming it and the
+interfaces it serves, for a stateless factor that few apps use (imported when a component
+imports one of them; a test checks the names against the module).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import (
-    files,
-    key_value,
-    mqtt,
-    mysql,
-    outbound_http,
-    outbound_networking,
-    postgres,
-    redis,
-    sqlite,
-    variables,
+from . import files, key_value, outbound_http, sqlite, variables
+from ._factor import (
+    AppContext,
+    AppFactors,
+    ComponentContext,
+    ComponentFactors,
+    Factor,
+    LazyFactor,
 )
-from ._factor import AppContext, AppFactors, ComponentContext, ComponentFactors, Factor
+
+_SOCKETS = ("instance-network", "ip-name-lookup", "network", "tcp", "tcp-create-socket", "udp",
+            "udp-create-socket")  # fmt: skip
 
 FACTORS: tuple[Factor[Any, Any], ...] = (
     variables.FACTOR,
@@ -33,11 +34,14 @@ FACTORS: tuple[Factor[Any, Any], ...] = (
     sqlite.FACTOR,
     files.FACTOR,
     outbound_http.FACTOR,
-    outbound_networking.FACTOR,
-    redis.FACTOR,
-    postgres.FACTOR,
-    mysql.FACTOR,
-    mqtt.FACTOR,
+    LazyFactor("wasmlet.factors.outbound_networking", [f"wasi:sockets/{n}" for n in _SOCKETS]),
+    LazyFactor("wasmlet.factors.redis", ["fermyon:spin/redis"]),
+    LazyFactor(
+        "wasmlet.factors.postgres",
+        ["fermyon:spin/postgres", "fermyon:spin/rdbms-types", "spin:postgres/postgres"],
+    ),
+    LazyFactor("wasmlet.factors.mysql", ["fermyon:spin/mysql", "fermyon:spin/rdbms-types"]),
+    LazyFactor("wasmlet.factors.mqtt", ["fermyon:spin/mqtt"]),
 )
 
 
@@ -53,5 +57,6 @@ __all__ = [
     "ComponentContext",
     "ComponentFactors",
     "Factor",
+    "LazyFactor",
     "configure",
 ]

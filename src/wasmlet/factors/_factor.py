@@ -9,12 +9,15 @@ typed `key` (`current().get(KEY)`); policy is decided here, never per call.
 
 A factor module is cheap to import: a client library it needs (psycopg, PyMySQL, paho, redis)
 is imported by the code that first connects, so an app that uses no database does not load
-one.
+one. A stateless factor's module can be registered as a `LazyFactor`, by the names of the
+interfaces it serves: imported only when a component imports one of them (its WIT types
+cost a fresh process milliseconds to build).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -135,12 +138,44 @@ class Factor(ABC, Generic[AppState, Share]):
         """Whether a component with these imports uses this factor."""
         return any(i.serves(name) for name in imports for i in self.interfaces)
 
+    def loaded(self) -> Factor[AppState, Share]:
+        """The factor itself (a `LazyFactor`'s, once imported)."""
+        return self
+
 
 class StatelessFactor(Factor[None, Share]):
     """A factor with no app state of its own (it needs only the component)."""
 
     def configure_app(self, ctx: AppContext) -> None:
         return None
+
+
+class LazyFactor(StatelessFactor[Any]):
+    """The stateless factor `FACTOR` of module `module`, imported when a component imports
+    one of the interfaces named `names` (without versions: `fermyon:spin/postgres`); what
+    it serves is then decided by the factor itself."""
+
+    def __init__(self, module: str, names: Iterable[str]) -> None:
+        self.module = module
+        self.names = frozenset(names)
+        self._factor: StatelessFactor[Any] | None = None
+
+    def serves(self, imports: Iterable[str]) -> bool:
+        names = list(imports)
+        if not any(name.partition("@")[0] in self.names for name in names):
+            return False
+        return self.loaded().serves(names)
+
+    def loaded(self) -> StatelessFactor[Any]:
+        if self._factor is None:
+            factor = importlib.import_module(self.module).FACTOR
+            if not isinstance(factor, StatelessFactor):  # its app state would be skipped
+                raise TypeError(f"{self.module}.FACTOR is not a StatelessFactor")
+            self._factor = factor
+        return self._factor
+
+    def prepare(self, state: None, ctx: ComponentContext) -> Any:
+        return self.loaded().prepare(state, ctx)
 
 
 @dataclass(frozen=True)
@@ -168,8 +203,9 @@ class AppFactors:
         cctx = ComponentContext(self.ctx, component, files_root)
         interfaces: list[Interface] = []
         capabilities: dict[Key[Any], Any] = {}
-        for factor, state in self._states:
-            if factor.serves(names):
+        for lazy, state in self._states:
+            if lazy.serves(names):
+                factor = lazy.loaded()
                 interfaces += factor.interfaces
                 capabilities[factor.key] = factor.prepare(state, cctx)
         return ComponentFactors(interfaces, capabilities)

@@ -75,7 +75,13 @@ PRELOAD = (
     "uvicorn.protocols.websockets.auto",
     "uvicorn.protocols.websockets.websockets_sansio_impl",
     "encodings.idna",  # a host name to bind or connect to
-    # host capabilities' client libraries (imported by an app's first use otherwise)
+    # host capabilities registered lazily (factors/__init__.py) and their client libraries
+    # (imported by an app's first use otherwise)
+    "wasmlet.factors.outbound_networking",
+    "wasmlet.factors.redis",
+    "wasmlet.factors.postgres",
+    "wasmlet.factors.mysql",
+    "wasmlet.factors.mqtt",
     "wasmlet.factors._redis_client",
     "wasmlet.factors._postgres_client",
     "wasmlet.factors._mysql_client",
