@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -384,17 +385,24 @@ async def test_scale_to_zero_end_to_end(
 
             # the kubelet: the pod starts and is ready; the Service moves to it. Requests
             # sent throughout (one after another) all succeed.
+            first = threading.Event()  # a request has gone out before the pod starts
+
             def across_the_flip() -> list[tuple[tuple[str, int] | None, int]]:
                 seen: list[tuple[tuple[str, int] | None, int]] = []
                 deadline = time.monotonic() + 30
                 with httpx.Client(timeout=30) as c:
                     while time.monotonic() < deadline:
                         seen.append(proxy.get(c))
+                        first.set()
                         if [e for e, _ in seen].count((POD_IP, 80)) >= 2:
                             break
                 return seen
 
+            # Started, and its first request answered, before the pod starts: else the
+            # thread may only begin once the Service has flipped (start_server blocks the
+            # loop that starts it).
             flip = asyncio.ensure_future(asyncio.to_thread(across_the_flip))
+            assert await asyncio.to_thread(first.wait, 30)
             pod = start_server(images["slow"], "-k", cache_dir=cache_dir)
             try:
                 proxy.network[(POD_IP, 80)] = pod.url
