@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from wasmlet.engine import EngineSettings, Limits, WasmEngine, parse_size
+from wasmlet.engine import EngineSettings, Limits, WasmEngine
 from wasmlet.errors import EngineError, WasmletError
 from wasmlet.executors._wasi_command import WasiCommand
+from wasmlet.guestlimits import parse_size
 from wasmlet.locked import sha256_digest
 
 # A WASI command that writes "n=<counter>" where counter is a global incremented per run:

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 from .dirs import default_cache_dir
-from .engine import DEFAULT_MAX_OUTPUT, DEFAULT_REQUEST_TIMEOUT, parse_size
 from .errors import WasmletError
+from .guestlimits import DEFAULT_MAX_OUTPUT, DEFAULT_REQUEST_TIMEOUT, parse_size
 from .pool import DEFAULT_MAX_WAITING
 
 

@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import platform
-import re
 import tempfile
 import threading
 import weakref
@@ -28,29 +27,17 @@ import wasmtime.component
 from wasmtime import _ffi as ffi
 
 from .dirs import default_cache_dir
-from .errors import EngineError, WasmletError
+from .errors import EngineError
+from .guestlimits import DEFAULT_MAX_OUTPUT, DEFAULT_REQUEST_TIMEOUT
 from .observe import metrics
 
 log = logging.getLogger("wasmlet.engine")
 
 EPOCH_TICK_SECONDS = 0.01
-DEFAULT_REQUEST_TIMEOUT = 30.0
-DEFAULT_MAX_OUTPUT = 64 << 20  # a Wagi response is held whole in memory
 WASMTIME_VERSION = dist_version("wasmtime")
 
 # What the compile cache holds: core modules (Wagi) and components.
 Compiled = TypeVar("Compiled", wasmtime.Module, wasmtime.component.Component)
-
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmg]?)(?:i?b?)\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """Parse `128Mi`, `64MB`, `1g`, `65536` (bytes) into a number of bytes."""
-    m = _SIZE_RE.match(text)
-    if m is None:
-        raise WasmletError(f"invalid size {text!r}: use bytes or a suffix such as 64Mi or 1Gi")
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
 
 
 @dataclass(frozen=True)

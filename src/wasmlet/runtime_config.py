@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .engine import parse_size
 from .errors import NotSupportedError, RuntimeConfigError, WasmletError
+from .guestlimits import parse_size
 from .locked import LockedApp
 from .manifest import join_key, quote
 from .variables import ENV_PREFIX, EnvProvider, StaticProvider, VariableProvider

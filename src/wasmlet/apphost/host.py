@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..engine import DEFAULT_MAX_OUTPUT, DEFAULT_REQUEST_TIMEOUT, EngineSettings
+from ..engine import EngineSettings
 from ..errors import WasmletError
+from ..guestlimits import DEFAULT_MAX_OUTPUT, DEFAULT_REQUEST_TIMEOUT
 from ..locked import LockedApp, read_content
 from ..observe import metrics, status
 from ..pool import DEFAULT_MAX_WAITING, GuestPool

@@ -52,9 +52,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..engine import EPOCH_TICK_SECONDS, EngineSettings, Limits, WasmEngine, parse_size
+from ..engine import EPOCH_TICK_SECONDS, EngineSettings, Limits, WasmEngine
 from ..errors import WasmletError
 from ..gate import RunGate
+from ..guestlimits import parse_size
 from ..locked import LockedApp
 from ..logs import configure_logging
 from ..observe import status, tracing
