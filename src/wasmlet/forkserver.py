@@ -21,9 +21,19 @@ import multiprocessing
 from collections.abc import Iterable
 from multiprocessing.context import ForkServerContext
 
-# What every worker imports before it builds an app: the HTTP server and, through it, the
-# runtime, the host capabilities and uvicorn.
-PRELOAD = ("wasmlet.trigger.http.server",)
+# What uvicorn imports only when a server starts (its config's loop, protocols, lifespan).
+UVICORN_LAZY = (
+    "uvicorn.lifespan.on",
+    "uvicorn.loops.auto",
+    "uvicorn.loops.uvloop",
+    "uvicorn.protocols.http.auto",
+    "uvicorn.protocols.http.httptools_impl",
+    "uvicorn.protocols.websockets.auto",
+    "uvicorn.protocols.websockets.websockets_sansio_impl",
+)
+# What every worker imports before it serves: the HTTP server and, through it, the runtime,
+# the host capabilities and uvicorn.
+PRELOAD = ("wasmlet.trigger.http.server", *UVICORN_LAZY)
 
 
 def context(preload: Iterable[str] = ()) -> ForkServerContext:

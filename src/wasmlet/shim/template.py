@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..forkserver import UVICORN_LAZY
 from ..logs import configure_logging
 from . import linux
 from .launch import recv_message, send_message
@@ -67,13 +68,7 @@ PRELOAD = (
     "wasmlet.shim.recover",
     "wasmlet.shim.runner",
     "wasmlet.shim.precompile",
-    "uvicorn.lifespan.on",
-    "uvicorn.loops.auto",
-    "uvicorn.loops.uvloop",
-    "uvicorn.protocols.http.auto",
-    "uvicorn.protocols.http.httptools_impl",
-    "uvicorn.protocols.websockets.auto",
-    "uvicorn.protocols.websockets.websockets_sansio_impl",
+    *UVICORN_LAZY,
     "encodings.idna",  # a host name to bind or connect to
     # host capabilities registered lazily (factors/__init__.py) and their client libraries
     # (imported by an app's first use otherwise)
