@@ -34,6 +34,7 @@ UVICORN_LAZY = (
 # What every worker imports before it serves: the HTTP server and, through it, the runtime,
 # the host capabilities and uvicorn.
 PRELOAD = ("wasmlet.trigger.http.server", *UVICORN_LAZY)
+FREEZE = "wasmlet._freeze"  # imported after everything else (see _freeze.py)
 
 
 def context(preload: Iterable[str] = ()) -> ForkServerContext:
@@ -41,7 +42,7 @@ def context(preload: Iterable[str] = ()) -> ForkServerContext:
     PRELOAD (e.g. the module of what the workers serve). Too late once it runs: then each
     worker imports them itself."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(dict.fromkeys([*PRELOAD, *preload])))
+    ctx.set_forkserver_preload(list(dict.fromkeys([*PRELOAD, *preload, FREEZE])))
     return ctx
 
 
