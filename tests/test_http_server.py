@@ -388,6 +388,25 @@ source = "{testbed}"
 """
 
 
+def test_an_upgrade_request_is_a_plain_request_to_the_guest(
+    tmp_path: Path,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """No WebSockets, as in Spin: `Upgrade: websocket` (or h2c) reaches the guest as a plain
+    request, answered as any other, with no warning of a missing WebSocket library."""
+    app = write_app(tmp_path / "app", HELLO_APP)
+    s = server_factory(app)
+    for upgrade in ("websocket", "h2c"):
+        headers = {"Connection": "Upgrade", "Upgrade": upgrade}
+        if upgrade == "websocket":
+            headers |= {"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZQ=="}
+        r = s.get("/?mode=echo", headers=headers)
+        assert r.status_code == 200, r.text
+    assert s.get("/?mode=echo").status_code == 200
+    assert s.stop() == 0
+    assert "WebSocket" not in s.log and "upgrade" not in s.log.lower()
+
+
 def test_workers_share_the_port(tmp_path: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
     app = write_app(tmp_path / "app", HELLO_APP)
     s = server_factory(app, "--workers", "2")

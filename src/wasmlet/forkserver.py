@@ -28,9 +28,7 @@ UVICORN_LAZY = (
     "uvicorn.loops.uvloop",
     "uvicorn.protocols.http.auto",
     "uvicorn.protocols.http.httptools_impl",
-    "uvicorn.protocols.websockets.auto",
-    "uvicorn.protocols.websockets.websockets_sansio_impl",
-)
+)  # no WebSocket protocol: the servers run with ws="none" (trigger/http/server.py)
 # What every worker imports before it serves: the HTTP server and, through it, the runtime,
 # the host capabilities and uvicorn.
 PRELOAD = ("wasmlet.trigger.http.server", *UVICORN_LAZY)

@@ -56,6 +56,11 @@ def accepts_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
 class TrailerProtocol(HttpToolsProtocol):
     """One connection; `TrailerCycle` for each request on it."""
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # An `Upgrade` request (websocket, h2c) goes to the guest as a plain request, as
+        # Spin's server passes it on; uvicorn would warn of a missing WebSocket library.
+        log.debug("upgrade to %r not supported: served as a plain request", self._get_upgrade())
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._trailers: list[tuple[bytes, bytes]] = []

@@ -276,6 +276,9 @@ def uvicorn_server(served: Served, limits: ServerLimits | None = None) -> _Serve
     config = uvicorn.Config(
         served.asgi(),
         lifespan="on",  # a multi-app host starts its watcher at startup
+        # No WebSockets, as in Spin: an upgrade request is a plain request to the guest (and
+        # the websockets library is never imported: ~12 ms of every start).
+        ws="none",
         # uvicorn's httptools protocol plus trailer fields, under the connection limits
         http=LimitedProtocol.with_limits(limits),
         log_config=None,
