@@ -100,7 +100,7 @@ def proc_status(pid: int, key: str) -> int:
 def gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return True
     return state in ("Z", "X")  # a zombie has exited (its reaper may not be quick)
 
