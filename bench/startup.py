@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -132,7 +133,8 @@ def main() -> None:
     import wasmlet
 
     for source in wasmlet.__path__:  # the tree this Python imports (PYTHONPATH may pick one)
-        compileall.compile_dir(source, quiet=1)
+        # Not the templates: their files are package data, copied by `wasmlet new` as they are.
+        compileall.compile_dir(source, quiet=1, rx=re.compile(r"[/\\]templates[/\\]"))
     print(f"machine: {machine()}")
     print(f"load before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -342,6 +342,41 @@ def test_workers_exit_when_the_supervisor_is_killed(app: Path, server_factory) -
         again.listen()
 
 
+def test_a_killed_worker_is_forked_again(app: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
+    s = server_factory(app, "--workers", "2")
+    time.sleep(2.5)  # past the fast-fail window: a worker dying sooner stops the server
+    first = worker_pids(s.proc.pid)
+    assert len(first) == 2, first
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    now = first
+    while time.monotonic() < deadline:
+        now = worker_pids(s.proc.pid)
+        if len(now) == 2 and first[0] not in now:
+            break
+        time.sleep(0.1)
+    assert len(now) == 2 and first[0] not in now and first[1] in now, (first, now)
+    for _ in range(4):  # both serve (the new one built its app)
+        assert httpx.get(s.url + "/").status_code == 200
+    assert "worker 0 died (exit status -9); restarting it" in s.log
+
+
+def test_the_server_stops_when_its_fork_server_is_killed(app: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
+    s = server_factory(app, "--workers", "2")
+    workers = worker_pids(s.proc.pid)
+    (forks,) = {
+        int(Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[1]) for w in workers
+    }
+    os.kill(forks, signal.SIGKILL)  # no worker could be restarted now
+    assert s.proc.wait(15) == 1
+    deadline = time.monotonic() + 15
+    while not all(gone(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(gone(w) for w in workers), "workers outlived their supervisor"
+    time.sleep(0.2)
+    assert "Error: the workers' fork server failed" in s.log
+
+
 # -- item 11: shutdown with a guest that never ends -------------------------------------------
 def _loop_in_flight(s: Server) -> threading.Thread:
     def call() -> None:

@@ -249,13 +249,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         from .build import build_app
 
         build_app(Path(args.app))
-    from .forkserver import start_early
+    from . import gcpause
 
-    start_early(args.workers)  # its imports beside the ones below (forkserver.py)
+    gcpause.pause()  # until it serves (gcpause.py)
+    from .forkserver import start_early
     from .logs import configure_logging
     from .observe.endpoint import serving
     from .trigger.http.server import serve
 
+    # Forked now: after the imports its workers share, before any thread (forkserver.py).
+    start_early(args.workers)
     configure_logging(args.log_level, args.log_format)
     app, opts = up_options(args)
     # Spin writes component output to .spin/logs/; wasmlet logs it: say where it goes.

@@ -202,13 +202,5 @@ def _children(pid: int) -> list[int]:
 
 def worker_pids(supervisor: int) -> list[int]:
     """The worker processes of a server with `--workers N`: the children of its fork server
-    (wasmlet/forkserver.py), itself a child of the supervisor."""
-    workers = []
-    for child in _children(supervisor):
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"multiprocessing.forkserver" in cmdline:
-            workers += _children(child)
-    return workers
+    (wasmlet/forkserver.py), itself the supervisor's only child."""
+    return [w for child in _children(supervisor) for w in _children(child)]

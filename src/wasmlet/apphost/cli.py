@@ -8,6 +8,7 @@ from typing import Any
 
 from ..argtypes import positive_int, seconds, serving_options
 from ..engine import EngineSettings
+from ..forkserver import start_early
 from ..logs import configure_logging
 from ..observe.endpoint import serving
 from ..trigger.http.server import ServeOptions, limits_from_args, serve_target
@@ -101,6 +102,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         limits=limits_from_args(args),
     )
+    start_early(serve_opts.workers)  # before any thread (forkserver.py)
     with serving(args.metrics_listen, serve_opts.workers):
         serve_target(HostTarget(apps_dir, opts), serve_opts)
     return 0

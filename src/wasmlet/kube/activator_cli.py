@@ -9,6 +9,7 @@ from typing import Any
 from ..apphost import HostOptions
 from ..argtypes import positive_int, seconds, serving_options
 from ..engine import EngineSettings
+from ..forkserver import start_early
 from ..logs import configure_logging
 from ..observe.endpoint import serving
 from ..trigger.http.server import ServeOptions, limits_from_args, serve_target
@@ -93,6 +94,7 @@ def cmd_activator(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         limits=limits_from_args(args),
     )
+    start_early(serve_opts.workers)  # before any thread (forkserver.py)
     with serving(args.metrics_listen, serve_opts.workers):
         serve_target(ActivatorTarget(opts), serve_opts)
     return 0

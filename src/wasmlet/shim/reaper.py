@@ -12,6 +12,8 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
+from ..forkserver import reaped
+
 _RESET_SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGHUP)
 
 
@@ -32,13 +34,7 @@ class Reaper:
         self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
 
     def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reaped():
             code = exit_code(status)
             future = self._waiters.pop(pid, None)
             if future is not None and not future.done():

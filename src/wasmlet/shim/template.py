@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..forkserver import UVICORN_LAZY
+from ..forkserver import UVICORN_LAZY, reaped
 from ..logs import configure_logging
 from . import linux
 from .launch import recv_message, send_message
@@ -305,13 +305,7 @@ class Template:
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 512):
                 pass
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reaped():
             code = _exit_code(status)
             if pid in self.compilers:
                 self._compiled(self.compilers.pop(pid))

@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import math
-import multiprocessing
-import multiprocessing.connection
 import os
 import resource
 import signal
@@ -27,11 +24,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol, TextIO, runtime_checkable
 
 import uvicorn
 
-from ... import forkserver
+from ... import forkserver, gcpause
 from ...errors import WasmletError
 from ...locked import LockedApp
 from ...logs import configure_logging
@@ -294,12 +292,7 @@ def uvicorn_server(served: Served, limits: ServerLimits | None = None) -> _Serve
 
 def _run_uvicorn(served: Served, sock: socket.socket, limits: ServerLimits) -> None:
     served.start()
-    # What startup made (modules, the engine, the app: ~10^5 objects) lives as long as the
-    # process: out of the collector's sight, a full collection scans only what requests
-    # make. Otherwise each one took 0.1-0.3 s, and the growth of 1,000 connections
-    # triggers them (bench/soak.py).
-    gc.collect()
-    gc.freeze()
+    gcpause.settle()
     server = uvicorn_server(served, limits)
     server.exit_bound = drain_timeout(served, limits) + _CLOSE_GRACE
     try:
@@ -309,12 +302,28 @@ def _run_uvicorn(served: Served, sock: socket.socket, limits: ServerLimits) -> N
         tracing.shutdown()  # export the spans still queued
 
 
+def _wait_gone(pids: set[int], limits: ServerLimits) -> None:
+    """Wait until processes that are not our children have exited (or the drain's bound)."""
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X")  # a zombie has exited
+
+    bound = limits.shutdown_timeout
+    deadline = time.monotonic() + (DEFAULT_SHUTDOWN_TIMEOUT if bound is None else bound)
+    while any(alive(p) for p in pids) and time.monotonic() < deadline + _CLOSE_GRACE:
+        time.sleep(0.05)
+
+
 def _worker_main(
     target: Target,
     log: tuple[str, str],
-    sock: socket.socket,
     limits: ServerLimits,
     metrics_dir: str | None,
+    sock: socket.socket,
     lifeline: socket.socket,
 ) -> None:
     _exit_with_supervisor(lifeline)
@@ -377,6 +386,7 @@ def _run_triggers(app: LockedApp, opts: ServeOptions, out: TextIO) -> None:
         log.info("stopping: waiting for the messages being handled")
         await tasks.stop()
 
+    gcpause.settle()
     try:
         asyncio.run(main())
     finally:
@@ -409,30 +419,25 @@ def serve_target(target: Target, opts: ServeOptions, out: TextIO = sys.stdout) -
 
 
 def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
-    """Run `opts.workers` spawned workers on the shared socket; restart one that dies.
+    """Run `opts.workers` workers, forked by the fork server, on the shared socket; restart
+    one that dies.
 
     A worker that dies within `_FAST_FAIL` seconds of starting stops the server: it would
     only die again."""
-    ctx = forkserver.context([type(target).__module__])
+    forks = forkserver.fork_server()
     stopping = False
-    # Ours stays here (never inherited: sockets are not); theirs is passed to each worker.
+    # Ours stays here (never passed on); theirs is passed to each worker.
     ours, theirs = socket.socketpair()
+    gcpause.settle()
 
-    def start(i: int) -> tuple[multiprocessing.process.BaseProcess, float]:
-        p = ctx.Process(
-            target=_worker_main,
-            args=(
-                _worker_target(target, i),
-                (opts.log_level, opts.log_format),
-                sock,
-                opts.limits,
-                metrics.multiprocess_dir(),
-                theirs,
-            ),
-            name=f"wasmlet-worker-{i}",
+    def start(i: int) -> tuple[int, float]:
+        args = (
+            _worker_target(target, i),
+            (opts.log_level, opts.log_format),
+            opts.limits,
+            metrics.multiprocess_dir(),
         )
-        p.start()
-        return p, time.monotonic()
+        return forks.start(_worker_main, args, [sock, theirs]), time.monotonic()
 
     workers = [start(i) for i in range(opts.workers)]
     log.info("started %d workers", len(workers))
@@ -440,26 +445,39 @@ def _supervise(target: Target, opts: ServeOptions, sock: socket.socket) -> None:
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
-        for p, _ in workers:
-            if p.pid is not None and p.is_alive():
-                os.kill(p.pid, signum)
+        for pid, _ in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while any(p.is_alive() for p, _ in workers):
-            multiprocessing.connection.wait([p.sentinel for p, _ in workers], timeout=1.0)
-            for i, (p, started) in enumerate(workers):
-                if p.is_alive() or stopping:
+        running = {pid for pid, _ in workers}
+        while running:
+            try:
+                exited = forks.wait(timeout=1.0)
+            except OSError as e:  # killed (SIGKILL): no worker could be restarted
+                was_stopping = stopping
+                forward(signal.SIGTERM, None)
+                _wait_gone(running, opts.limits)  # they drain (we cannot reap them)
+                if was_stopping:
+                    return
+                raise WasmletError(f"the workers' fork server failed: {e}") from e
+            for pid, status in exited:
+                running.discard(pid)
+                i = next((i for i, (p, _) in enumerate(workers) if p == pid), None)
+                if i is None or stopping:
                     continue
-                if time.monotonic() - started < _FAST_FAIL:
+                if time.monotonic() - workers[i][1] < _FAST_FAIL:
                     forward(signal.SIGTERM, None)
-                    raise WasmletError(f"worker {i} failed at startup (exit status {p.exitcode})")
-                log.error("worker %d died (exit status %s); restarting it", i, p.exitcode)
-                metrics.worker_exited(p.pid)
+                    raise WasmletError(f"worker {i} failed at startup (exit status {status})")
+                log.error("worker %d died (exit status %s); restarting it", i, status)
+                metrics.worker_exited(pid)
                 workers[i] = start(i)
+                running.add(workers[i][0])
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         sock.close()
         ours.close()
         theirs.close()
+        forks.close()
