@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -273,3 +275,30 @@ def test_component_id_unknown(tmp_path: Path) -> None:
     r = run_cli("up", "-f", str(tmp_path), "--component-id", "zz")
     assert r.returncode == 1
     assert "--component-id 'zz': the app has no such component (components: a, b)" in r.stderr
+
+
+def test_the_help_lists_the_command_groups_without_importing_them() -> None:
+    """`wasmlet --help` names each group as the group itself does, and `--help`, `--version`
+    and a bare `wasmlet` import none of them (kopf, grpclib: about a second)."""
+    from wasmlet.cli import build_parser
+
+    assert build_parser(subsystems="").format_help() == build_parser().format_help()
+    check = (
+        "import sys, contextlib, io\n"
+        "from wasmlet.cli import main\n"
+        "for argv in (['--help'], ['--version'], []):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "groups = ('wasmlet.kube', 'wasmlet.apphost', 'wasmlet.oci', 'wasmlet.shim')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kopf', 'grpclib', 'oras')\n"
+        "      or m.startswith(groups)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("group", ["host", "registry", "kube", "node"])
+def test_a_command_group_parses_with_its_own_parser(group: str) -> None:
+    out = run_cli(group, "--help")
+    assert out.returncode == 0, out.stderr
+    assert f"usage: wasmlet {group} [-h]" in out.stdout

@@ -12,6 +12,7 @@ without the subsystems' groups (`host`, `registry`, `kube`, `node`): importing t
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -67,11 +68,24 @@ class _Parser(argparse.ArgumentParser):
 
 LIGHT_COMMANDS = ("build", "new", "add", "watch", "port")
 CORE_COMMANDS = ("up", "lock")  # parsed without the subsystems' command groups
+# The command groups that live with their subsystem: its module, and its line in `--help`.
+# A group's module is imported only to run or explain that group: kopf, grpclib and the
+# OCI client take about a second to import (a test checks these lines against theirs).
+SUBSYSTEMS = {
+    "host": (
+        "wasmlet.apphost.cli",
+        "serve every app in a directory from one process, picked by Host",
+    ),
+    "registry": ("wasmlet.oci.cli", "push and pull apps to and from OCI registries"),
+    "kube": ("wasmlet.kube.cli", "Kubernetes: scaffold SpinApps, install and run the operator"),
+    "node": ("wasmlet.shim.cli", "install the containerd shim on a node"),
+}
 
 
-def build_parser(light: bool = False, subsystems: bool = True) -> argparse.ArgumentParser:
-    """The whole command line, or (`light`) only the developer loop's commands, or (not
-    `subsystems`) without the groups `host`, `registry`, `kube`, `node`."""
+def build_parser(light: bool = False, subsystems: bool | str = True) -> argparse.ArgumentParser:
+    """The whole command line, or (`light`) only the developer loop's commands; `subsystems`:
+    the groups `host`, `registry`, `kube`, `node` in full (True), not at all (False), or only
+    the one named in full and the others by their names and help lines ("": none in full)."""
     parser = _Parser(
         prog="wasmlet",
         description="Run Spin-compatible WebAssembly apps as serverless functions: "
@@ -99,17 +113,14 @@ def build_parser(light: bool = False, subsystems: bool = True) -> argparse.Argum
     lock.add_argument("-f", "--from", dest="app", default=".", metavar="APP")
     lock.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
     lock.set_defaults(func=cmd_lock)
-    if not subsystems:  # their modules take seconds to import: `wasmlet up` does not pay it
+    if subsystems is False:  # their modules take a second to import: `wasmlet up` does not pay it
         return parser
 
-    # Sub-command groups that live with their subsystem: `host`, `registry`, `kube`, `node`.
-    from .apphost import cli as apphost_cli
-    from .kube import cli as kube_cli
-    from .oci import cli as oci_cli
-    from .shim import cli as shim_cli
-
-    for subsystem in (apphost_cli, oci_cli, kube_cli, shim_cli):
-        subsystem.register(sub)
+    for name, (module, line) in SUBSYSTEMS.items():
+        if subsystems is True or subsystems == name:
+            importlib.import_module(module).register(sub)
+        else:  # listed by `wasmlet --help`; `wasmlet NAME` parses with the real one
+            sub.add_parser(name, help=line)
     return parser
 
 
@@ -340,9 +351,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else ""
-    parser = build_parser(
-        light=command in LIGHT_COMMANDS, subsystems=command not in (*CORE_COMMANDS, *LIGHT_COMMANDS)
-    )
+    core = command in (*CORE_COMMANDS, *LIGHT_COMMANDS)
+    parser = build_parser(light=command in LIGHT_COMMANDS, subsystems=not core and command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
