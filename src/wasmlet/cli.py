@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else ""
     core = command in (*CORE_COMMANDS, *LIGHT_COMMANDS)
-    parser = build_parser(light=command in LIGHT_COMMANDS, subsystems=not core and command)
+    parser = build_parser(light=command in LIGHT_COMMANDS, subsystems=False if core else command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

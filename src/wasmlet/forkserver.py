@@ -60,8 +60,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for stream in (sys.stdout, sys.stderr):  # else the child would print it again
             stream.flush()
-        pid = os.fork()
-        if pid == 0:  # the fork server
+        if os.fork() == 0:  # the fork server
             ours.close()
             code = 1
             try:
@@ -70,7 +69,6 @@ class ForkServer:
             finally:
                 os._exit(code)
         theirs.close()
-        self.pid = pid
         self._sock = ours
         self._exited: list[tuple[int, int]] = []
 
@@ -88,11 +86,9 @@ class ForkServer:
     def wait(self, timeout: float) -> list[tuple[int, int]]:
         """Workers that exited since the last call, as (pid, exit status; -N: killed by
         signal N), after waiting up to `timeout` seconds for one."""
-        if not self._exited and select.select([self._sock], [], [], timeout)[0]:
-            kind, pid, status = self._receive()
-            assert kind == _EXITED, kind  # "started" only answers `start`
-            self._exited.append((pid, status))
-        while select.select([self._sock], [], [], 0)[0]:
+        if not self._exited:
+            select.select([self._sock], [], [], timeout)
+        while select.select([self._sock], [], [], 0)[0]:  # only exits: "started" answers `start`
             _, pid, status = self._receive()
             self._exited.append((pid, status))
         exited, self._exited = self._exited, []

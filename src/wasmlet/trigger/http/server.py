@@ -313,8 +313,9 @@ def _wait_gone(pids: set[int], limits: ServerLimits) -> None:
         return state not in ("Z", "X")  # a zombie has exited
 
     bound = limits.shutdown_timeout
-    deadline = time.monotonic() + (DEFAULT_SHUTDOWN_TIMEOUT if bound is None else bound)
-    while any(alive(p) for p in pids) and time.monotonic() < deadline + _CLOSE_GRACE:
+    drain = DEFAULT_SHUTDOWN_TIMEOUT if bound is None else bound
+    deadline = time.monotonic() + drain + _CLOSE_GRACE
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
